@@ -1,0 +1,23 @@
+#include <torch/library.h>
+
+#include "common.h"
+
+namespace bridgedfast {
+namespace {
+
+at::Tensor mix_images_cpu_op(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& boxes) {
+  ImageBatchShape shape{};
+  const at::Tensor input = check_mix_images_inputs(x, lam, boxes, &shape);
+  const at::Tensor lam_c = lam.contiguous();
+  const at::Tensor boxes_c = boxes.contiguous();
+  at::Tensor out = at::empty_like(input);
+  mix_images_cpu(to_out_dtype(input.scalar_type()), input.const_data_ptr(), out.mutable_data_ptr(), shape,
+                 lam_c.const_data_ptr<float>(), boxes_c.const_data_ptr<int32_t>());
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bridgedfast, CPU, m) { m.impl("mix_images", &mix_images_cpu_op); }
+
+}  // namespace bridgedfast

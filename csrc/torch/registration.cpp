@@ -1,0 +1,22 @@
+// The op schemas (one TORCH_LIBRARY for the whole library) and the tiny Python module whose
+// import loads this shared object and so runs every registration in it.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "bridgedfast compiled ops", -1, nullptr};
+  PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+#if defined(BRIDGEDFAST_WITH_CUDA)
+  PyModule_AddIntConstant(module, "cuda_compiled", 1);
+#else
+  PyModule_AddIntConstant(module, "cuda_compiled", 0);
+#endif
+  return module;
+}
+}
+
+TORCH_LIBRARY(bridgedfast, m) {
+  m.def("mix_images(Tensor x, Tensor lam, Tensor boxes) -> Tensor");
+}
