@@ -234,3 +234,43 @@ def image_folder(
             arr = img.clamp(0, 255).to(torch.uint8).numpy()
             Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}", quality=95) if fmt in ("jpg", "jpeg") else Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}")
     return root
+
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def digits_dataset(
+    root: str | Path, *, size: int = 32, test_fraction: float = 0.25, per_class: int | None = None, seed: int = 0
+) -> tuple[Path, Path]:
+    """scikit-learn's bundled handwritten digits (8x8 grey, 1797 images), upscaled to
+    `size` x `size` RGB PNGs (dark ink on white), split per class into `root/train` and
+    `root/test` folders of class sub-folders named "zero" ... "nine". `per_class` caps the
+    images per class before the split. Works offline. Returns (train_dir, test_dir)."""
+    import torch.nn.functional as F
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = Path(root)
+    train_dir, test_dir = root / "train", root / "test"
+    done = root / ".complete"
+    if done.exists():
+        return train_dir, test_dir
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float()  # values 0..16
+    labels = torch.from_numpy(digits.target).long()
+    g = torch.Generator().manual_seed(seed)
+    for c, name in enumerate(DIGIT_NAMES):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        if per_class is not None:
+            idx = idx[:per_class]
+        n_test = max(1, round(len(idx) * test_fraction))
+        for split_dir, part in ((test_dir, idx[:n_test]), (train_dir, idx[n_test:])):
+            (split_dir / name).mkdir(parents=True, exist_ok=True)
+            big = F.interpolate(images[part, None], size=(size, size), mode="bilinear", align_corners=False)
+            ink = (255 - big.clamp(0, 16) * (255 / 16)).round().to(torch.uint8)[:, 0]
+            for k, i in enumerate(part.tolist()):
+                rgb = ink[k, :, :, None].expand(size, size, 3).contiguous().numpy()
+                Image.fromarray(rgb).save(split_dir / name / f"{name}_{i:04d}.png")
+    done.write_text("ok\n")
+    return train_dir, test_dir
