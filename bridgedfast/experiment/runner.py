@@ -1,0 +1,283 @@
+"""`bridgedfast run`: pack -> invert -> generate -> train (each mode, shots and seed) -> report.
+
+Every step is skipped when its outputs exist under the same settings and inputs (see
+steps.py), so an interrupted run resumes and a changed setting reruns only what depends on it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from .config import Experiment
+from .steps import Steps, input_fingerprint
+
+_ENCODING_NAMES = {0: "raw", 1: "jpeg"}
+
+
+def is_store(path: str | Path) -> bool:
+    from ..data.format import HEADER_FILE
+
+    return (Path(path) / HEADER_FILE).is_file()
+
+
+def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: float, seed: int) -> None:
+    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair."""
+    from ..data import ImageStoreWriter
+    from ..data.format import ENCODING_NAMES
+
+    labels = src.labels
+    g = torch.Generator().manual_seed(seed)
+    test_idx: list[int] = []
+    train_idx: list[int] = []
+    for c, name in enumerate(src.classes):
+        idx = torch.nonzero(labels == c).flatten()
+        if len(idx) < 2:
+            raise ValueError(f"class {name!r} has {len(idx)} image(s): at least 2 are needed to hold some out for testing")
+        idx = idx[torch.randperm(len(idx), generator=g)].tolist()
+        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
+        test_idx += sorted(idx[:n_test])
+        train_idx += sorted(idx[n_test:])
+    records = src.records
+    for out, indices in ((train_out, train_idx), (test_out, test_idx)):
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        with ImageStoreWriter(tmp, src.classes) as writer:
+            for i in indices:
+                r = records[i]
+                writer.add_encoded(
+                    src.encoded(i).numpy().tobytes(), int(r["height"]), int(r["width"]), int(r["label"]),
+                    src.meta(i) or None, encoding=ENCODING_NAMES[int(r["encoding"])],
+                )
+        tmp.rename(out)
+
+
+class ExperimentRunner:
+    def __init__(self, exp: Experiment, *, progress: bool = True, log: Callable[[str], None] = print) -> None:
+        self.exp = exp
+        self.out = Path(exp.out)
+        self.progress = progress
+        self.log = log
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.steps = Steps(self.out, log)
+        self.timings: dict[str, float] = {}
+        self._generator = None
+
+    # ---------------------------------------------------------------- data
+    def prepare_real(self) -> tuple[str, Path, Path]:
+        d = self.exp.data
+        payload = {
+            "real": d.real, "real_input": input_fingerprint(d.real), "test": d.test,
+            "test_input": input_fingerprint(d.test) if d.test else None,
+            "test_fraction": None if d.test else d.test_fraction, "split_seed": None if d.test else d.split_seed,
+            "max_side": d.max_side, "encoding": d.encoding,
+        }
+        data_dir = self.out / "data"
+        train = Path(d.real) if d.test and is_store(d.real) else data_dir / "real-train"
+        test = Path(d.test) if d.test and is_store(d.test) else data_dir / "real-test"
+        ours = [p for p in (train, test, data_dir / "real-all") if p.is_relative_to(self.out)]
+
+        def work() -> dict:
+            from ..data import ImageStore, pack
+
+            data_dir.mkdir(parents=True, exist_ok=True)
+            opts = dict(max_side=d.max_side, encoding=d.encoding, progress=self.progress)
+            if d.test is None:
+                full = ImageStore(d.real) if is_store(d.real) else pack(d.real, data_dir / "real-all", **opts)
+                split_store(full, train, test, test_fraction=d.test_fraction, seed=d.split_seed)
+            else:
+                for src, dst in ((d.real, train), (d.test, test)):
+                    if not is_store(src) and not dst.exists():
+                        pack(src, dst, **opts)
+            tr, te = ImageStore(train), ImageStore(test)
+            if tr.classes != te.classes:
+                raise ValueError(f"the real train and test data have different classes: {tr.classes} vs {te.classes}")
+            return {"train_images": len(tr), "test_images": len(te), "classes": tr.classes}
+
+        key, result = self.steps.run("data", payload, ours, work)
+        self.log(f"       real data: {result['train_images']} train / {result['test_images']} test images, "
+                 f"{len(result['classes'])} classes")
+        return key, train, test
+
+    # ---------------------------------------------------------------- generation
+    def _needs_synthetic(self) -> bool:
+        return any(m != "vanilla" for m in self.exp.training.modes)
+
+    def generator(self):
+        if self._generator is None:
+            from ..generate import Generator
+
+            g = self.exp.generation
+            self._generator = Generator(
+                g.model, backend=g.backend, attention=g.attention, dtype=g.dtype, scheduler=g.scheduler, device=g.device
+            )
+        return self._generator
+
+    def invert(self, data_key: str, train: Path) -> tuple[str | None, Path | None]:
+        s = self.exp.style
+        if not (s.enabled and self._needs_synthetic()):
+            return None, None
+        out = self.out / "style" / "style.safetensors"
+        payload = {"data": data_key, "model": self.exp.generation.model, "style": {k: v for k, v in vars(s).items()
+                                                                                   if k not in ("device", "template")}}
+
+        def work() -> dict:
+            from ..invert import invert_style
+
+            t0 = time.perf_counter()
+            invert_style(
+                self.exp.generation.model, train, out, token=s.token, init_word=s.init_word, steps=s.steps,
+                lr=s.lr, batch_size=s.batch_size, resolution=s.resolution, seed=s.seed, device=s.device,
+                dtype=s.dtype, progress=self.progress,
+            )
+            seconds = time.perf_counter() - t0
+            report_path = out.with_name(out.stem + ".report.json")
+            extra = json.loads(report_path.read_text()) if report_path.is_file() else {}
+            return {"seconds": seconds, "steps": s.steps, **{k: v for k, v in extra.items() if isinstance(v, (int, float, str))}}
+
+        key, result = self.steps.run("style", payload, [out.parent], work)
+        self.timings["style"] = result
+        return key, out
+
+    def _generation_payload(self) -> dict:
+        g = self.exp.generation
+        return {k: v for k, v in vars(g).items() if k not in ("device", "backend", "attention")}
+
+    def generate(self, train: Path, data_key: str, style_key: str | None, style_path: Path | None) -> tuple[str | None, Path | None]:
+        if not self._needs_synthetic():
+            return None, None
+        g, s = self.exp.generation, self.exp.style
+        out = self.out / "synthetic"
+        template = s.template.replace("{token}", s.token) if style_path is not None else g.template
+        payload = {"data": data_key, "style": style_key, "template": template, **self._generation_payload()}
+
+        def work() -> dict:
+            from ..data import ImageStore
+
+            report = self.generator().generate(
+                ImageStore(train).classes, g.per_class, out, template=template,
+                style=style_path, style_token=s.token if style_path is not None else None,
+                negative_prompt=g.negative_prompt, guidance_scale=g.guidance_scale, steps=g.steps,
+                height=g.height, width=g.width, seed=g.seed, batch_size=g.batch_size, store_size=g.store_size,
+                encoding=g.encoding, progress=self.progress,
+            )
+            return _report_dict(report)
+
+        key, result = self.steps.run("generate", payload, [out], work)
+        self.timings["generate"] = result
+        return key, out
+
+    def samples_without_style(self, train: Path, data_key: str, style_path: Path | None) -> Path | None:
+        """A few images per class from the plain template, same seeds as the styled ones: the
+        report shows what the style token changes."""
+        if style_path is None:
+            return None
+        g = self.exp.generation
+        n = min(self.exp.report.samples_per_class, g.per_class)
+        out = self.out / "samples-nostyle"
+        payload = {"data": data_key, "n": n, "template": g.template, **self._generation_payload()}
+
+        def work() -> dict:
+            from ..data import ImageStore
+
+            classes = ImageStore(train).classes
+            return _report_dict(self.generator().generate(
+                classes, n, out, template=g.template, negative_prompt=g.negative_prompt,
+                guidance_scale=g.guidance_scale, steps=g.steps, height=g.height, width=g.width, seed=g.seed,
+                batch_size=g.batch_size, store_size=g.store_size, encoding=g.encoding, progress=self.progress,
+            ))
+
+        self.steps.run("samples-nostyle", payload, [out], work)
+        return out
+
+    # ---------------------------------------------------------------- training
+    def train_all(self, data_key: str, gen_key: str | None, train: Path, test: Path, synthetic: Path | None) -> list[Path]:
+        t = self.exp.training
+        runs = []
+        for mode in t.modes:
+            for shots in self.exp.data.shots:
+                for seed in t.seeds:
+                    runs.append(self._train_one(mode, shots, seed, data_key, gen_key, train, test, synthetic))
+        return runs
+
+    def _train_one(self, mode, shots, seed, data_key, gen_key, train, test, synthetic) -> Path:
+        from ..transfer import TrainConfig, train as run_training
+
+        t = self.exp.training
+        name = f"{mode}-{'all' if shots is None else f'{shots}shot'}-seed{seed}"
+        out = self.out / "train" / name
+        cfg_kwargs: dict[str, Any] = dict(
+            model=t.model, real_train=str(train), real_test=str(test), out=str(out), mode=mode,
+            synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
+            device=t.device, seed=seed, progress=self.progress,
+        )
+        for key in ("batch_size", "lr", "image_size", "workers"):
+            if getattr(t, key) is not None:
+                cfg_kwargs[key] = getattr(t, key)
+        if t.epochs is not None:
+            cfg_kwargs["epochs"] = t.epochs
+        if mode == "mixed" and t.synthetic_fraction is not None:
+            cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
+        cfg_kwargs.update(t.options)
+        config = TrainConfig(**cfg_kwargs)
+        for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
+            if epochs is not None:
+                getattr(config, stage).epochs = epochs
+        payload = {
+            "data": data_key, "synthetic": None if mode == "vanilla" else gen_key,
+            "config": {k: v for k, v in _jsonable(config).items() if k not in ("out", "device", "workers", "progress")},
+        }
+        self.steps.run(f"train-{name}", payload, [out], lambda: {"test_top1": run_training(config)["test_top1"]})
+        return out
+
+    # ---------------------------------------------------------------- all
+    def run(self) -> Path:
+        from .report import write_report
+
+        (self.out / "experiment.resolved.yaml").write_text(yaml.safe_dump(self.exp.to_dict(), sort_keys=False))
+        data_key, train, test = self.prepare_real()
+        style_key, style_path = self.invert(data_key, train)
+        gen_key, synthetic = self.generate(train, data_key, style_key, style_path)
+        nostyle = self.samples_without_style(train, data_key, style_path)
+        runs = self.train_all(data_key, gen_key, train, test, synthetic)
+        report = write_report(self.exp, self.out, train=train, synthetic=synthetic, nostyle=nostyle, runs=runs,
+                              timings=self._all_timings())
+        self.log(f"report: {report}")
+        return report
+
+    def _all_timings(self) -> dict:
+        timings = dict(self.timings)
+        for name in ("style", "generate"):
+            if name not in timings:
+                path = self.out / ".steps" / f"{name}.done.json"
+                if path.is_file():
+                    timings[name] = json.loads(path.read_text()).get("result")
+        return timings
+
+
+def _report_dict(report: Any) -> dict:
+    if hasattr(report, "to_dict"):
+        return report.to_dict()
+    if hasattr(report, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(report)
+    return dict(report)
+
+
+def _jsonable(obj: Any) -> dict:
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
+
+
+def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Runs (or resumes) the whole pipeline; returns the path of report.md."""
+    return ExperimentRunner(exp, progress=progress, log=log).run()
