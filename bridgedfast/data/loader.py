@@ -350,7 +350,8 @@ class MixedLoader:
 
 class _Prefetcher:
     """Runs the loader's batch production on one background thread, `prefetch` batches ahead.
-    Errors surface in the consumer; closing (or dropping) the iterator stops the thread."""
+    Errors surface in the consumer; closing or dropping the iterator stops the thread (which
+    holds no reference to this object, so dropping it is noticed)."""
 
     _DONE = object()
 
@@ -358,36 +359,18 @@ class _Prefetcher:
         self.loader = loader
         self.queue: queue.Queue = queue.Queue(maxsize=loader.prefetch)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(epoch, plan), name="bridgedfast-prefetch", daemon=True)
+        self.thread = threading.Thread(
+            target=_produce_batches, args=(loader, epoch, plan, self.queue, self.stop, self._DONE),
+            name="bridgedfast-prefetch", daemon=True,
+        )
         self.thread.start()
-
-    def _put(self, item) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, epoch: int, plan: list) -> None:
-        loader = self.loader
-        torch.set_num_threads(loader.workers)
-        if loader.device.type == "cuda":
-            torch.cuda.set_device(loader.device)
-        try:
-            for b, planned in enumerate(plan):
-                if self.stop.is_set() or not self._put(loader._produce(epoch, b, planned)):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(exc)
-            return
-        self._put(self._DONE)
 
     def __iter__(self) -> "_Prefetcher":
         return self
 
     def __next__(self):
+        if self.stop.is_set():
+            raise StopIteration
         item = self.queue.get()
         if item is self._DONE:
             self.close()
@@ -410,3 +393,26 @@ class _Prefetcher:
             self.close()
         except Exception:
             warnings.warn("bridgedfast MixedLoader: the prefetch thread did not stop cleanly", RuntimeWarning)
+
+
+def _produce_batches(loader: MixedLoader, epoch: int, plan: list, out: queue.Queue, stop: threading.Event, done: object) -> None:
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    torch.set_num_threads(loader.workers)
+    if loader.device.type == "cuda":
+        torch.cuda.set_device(loader.device)
+    try:
+        for b, planned in enumerate(plan):
+            if stop.is_set() or not put(loader._produce(epoch, b, planned)):
+                return
+    except BaseException as exc:  # handed to the consumer, raised there
+        put(exc)
+        return
+    put(done)
