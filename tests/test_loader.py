@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bridgedfast.data import ImageStore, ImageStoreWriter, MixedLoader, MixedSampler, batch_seed
+from bridgedfast.data import ImageStore, ImageStoreWriter, MixedLoader, MixedSampler, StoreCorruptError, batch_seed
 from bridgedfast.packed import PackedImages
 from conftest import DEVICES
 
@@ -181,9 +181,25 @@ def test_store_damaged_after_open_is_an_error_not_garbage(tmp_path):
     last = store.records[-1]
     with open(tmp_path / "s" / "data-00000.bin", "r+b") as f:
         f.truncate(int(last["offset"]) + 1)
-    loader = MixedLoader(ImageStore(tmp_path / "s"), None, batch_size=4, augment=StandInAugment())
-    with pytest.raises((RuntimeError, ValueError), match="reads bytes .* of source 0"):
-        next(iter(loader))
+    for cache in (False, True):
+        with pytest.raises(StoreCorruptError, match="image 3 is damaged: data-00000.bin is truncated"):
+            loader = MixedLoader(ImageStore(tmp_path / "s"), None, batch_size=4, augment=StandInAugment(),
+                                 cache_on_device=cache)
+            next(iter(loader))
+
+
+@pytest.mark.parametrize("contiguous_mapping", [True, False])
+def test_gather_fallback_without_contiguous_mapping(stores, monkeypatch, contiguous_mapping):
+    # Without the one-range mapping (other platforms), every batch goes through the gather op.
+    import bridgedfast.data.loader as loader_module
+
+    if not contiguous_mapping:
+        monkeypatch.setattr(loader_module, "map_contiguous", lambda files: None)
+    real, syn = stores
+    loader = MixedLoader(real, syn, batch_size=4, augment=StandInAugment(), seed=4, synthetic_fraction=0.0)
+    assert (loader._combined is not None) == contiguous_mapping
+    for (x, t, s), (ex, et, es) in zip(loader, expected_batches(loader, real, syn, 0)):
+        assert torch.equal(x, ex) and torch.equal(t, et) and torch.equal(s, es)
 
 
 @pytest.mark.cuda

@@ -311,3 +311,24 @@ def test_fuzz_whole_store_never_garbage(tmp_path_factory, data):
         r = store.records[i]
         assert tuple(img.shape) == (int(r["height"]), int(r["width"]), 3)
     assert len(images) == 4
+
+
+def test_jpeg_decoders_agree_and_fallback_works(tmp_path, monkeypatch):
+    from bridgedfast.data import store as store_module
+
+    write_store(tmp_path / "s", n=3, encoding="jpeg", size=(33, 47))
+    store = ImageStore(tmp_path / "s")
+    fast = [store.image(i).clone() for i in range(3)]
+    monkeypatch.setattr(store_module, "_TORCHVISION_JPEG", [None])  # as without torchvision's decoder
+    for i in range(3):
+        assert torch.equal(store.image(i), fast[i])
+
+
+def test_undecodable_jpeg_is_a_store_error(tmp_path):
+    write_store(tmp_path / "s", n=2, encoding="jpeg", size=(33, 47))
+    r = ImageStore(tmp_path / "s").records[1]
+    with open(tmp_path / "s" / "data-00000.bin", "r+b") as f:
+        f.seek(int(r["offset"]))
+        f.write(b"\0" * 64)  # wipe the JPEG header
+    with pytest.raises(StoreCorruptError, match="image 1 is damaged: its JPEG does not decode"):
+        ImageStore(tmp_path / "s").image(1)

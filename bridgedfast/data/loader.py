@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from ..packed import PackedImages
-from .format import ENCODINGS, StoreCorruptError
+from .format import ENCODINGS, StoreCorruptError, shard_name
+from .mapping import map_contiguous
 from .sampler import MixedSampler, batch_seed
 from .store import ImageStore, decode_jpeg
 
@@ -51,9 +52,12 @@ class _StoreView:
     def __init__(self, store: ImageStore, source_base: int, target_of_label: np.ndarray) -> None:
         r = store.records
         self.store = store
-        self.source = (r["shard"].astype(np.int64) + source_base)
+        shard = r["shard"].astype(np.int64)
+        self.source = shard + source_base
         self.offset = r["offset"].astype(np.int64)
         self.nbytes = r["nbytes"].astype(np.int64)
+        mapped = np.array([t.numel() for t in store.shards] + [0], dtype=np.int64)
+        self.intact = self.offset + self.nbytes <= mapped[shard]  # False where a shard is truncated
         self.height = r["height"].astype(np.int64)
         self.width = r["width"].astype(np.int64)
         self.is_jpeg = r["encoding"] == _JPEG
@@ -163,11 +167,24 @@ class MixedLoader:
                 continue
             self._views.append(_StoreView(store, len(self._sources), _class_map(store, self.classes, role)))
             self._sources.extend(store.shards)
+        # Every shard of both stores side by side in one mapping: the CPU path then hands the
+        # mapping itself to the augmentation (zero copy) and the gather has a single source.
+        self._combined: torch.Tensor | None = None
+        files = [(store.path / shard_name(k), t.numel()) for store in (self.real, self.synthetic) if store is not None
+                 for k, t in enumerate(store.shards)]
+        mapped = map_contiguous(files)
+        if mapped is not None:
+            self._combined, starts = mapped
+            for view in self._views:
+                if view is not None:
+                    view.offset = view.offset + np.asarray(starts, dtype=np.int64)[view.source]
+                    view.source = np.zeros_like(view.source)
+            self._sources = [self._combined]
         self._pool: ThreadPoolExecutor | None = None
         self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
         self._slot = 0
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        self._cache: list[torch.Tensor] | None = None
+        self._cache: torch.Tensor | None = None
         if cache_on_device == "auto":
             cache_on_device = self.device.type == "cuda" and self._cache_bytes() < torch.cuda.mem_get_info(self.device)[0] // 2
         elif cache_on_device not in (True, False):
@@ -204,12 +221,15 @@ class MixedLoader:
                 view = self._views[which]
                 targets[mask] = view.targets[index[mask]]
                 heights[mask], widths[mask] = view.height[index[mask]], view.width[index[mask]]
-        dst, total = _offsets(heights * widths * 3)
+        event = None
         if self._cache is not None:
-            packed = self._gather_cached(is_syn, index, dst, total, heights, widths)
-            event = None
+            packed = self._gather_cached(is_syn, index, heights, widths)
         else:
-            packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
+            self._check_intact(is_syn, index)
+            packed = self._zero_copy(is_syn, index, heights, widths)
+            if packed is None:
+                dst, total = _offsets(heights * widths * 3)
+                packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
         generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
         targets_t = torch.from_numpy(targets)
         is_syn_t = torch.from_numpy(is_syn.copy())
@@ -225,6 +245,29 @@ class MixedLoader:
                 ready.record(self._stream)
             return images, targets_t, is_syn_t, ready
         return self.augment(packed, generator), targets_t, is_syn_t, None
+
+    def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            view = self._views[which]
+            if mask.any() and not view.intact[index[mask]].all():
+                i = int(index[mask][~view.intact[index[mask]]][0])
+                raise StoreCorruptError(
+                    f"{view.store.path}: image {i} is damaged: {shard_name(int(view.store.records[i]['shard']))} "
+                    "is truncated (run ImageStore.verify() for the full list)"
+                )
+
+    def _zero_copy(self, is_syn, index, heights, widths) -> PackedImages | None:
+        """The batch as offsets into the store mapping itself (CPU, all raw): no copy at all."""
+        if self.device.type != "cpu" or self._combined is None:
+            return None
+        offsets = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view = self._views[which]
+                if view.is_jpeg[index[mask]].any():
+                    return None
+                offsets[mask] = view.offset[index[mask]]
+        return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
 
     def _consume(self, produced) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets, is_syn, ready = produced
@@ -271,21 +314,22 @@ class MixedLoader:
         return PackedImages(out, index_t), event
 
     def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths) -> None:
-        out_np = out.numpy()
-
         def decode(job) -> None:
             view, i, p = job
-            pixels = decode_jpeg(view.store.encoded(i).numpy())
-            if pixels.shape != (heights[p], widths[p], 3):
+            try:
+                pixels = decode_jpeg(view.store.encoded(i))
+            except Exception as exc:
+                raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
+            if tuple(pixels.shape) != (heights[p], widths[p], 3):
                 raise StoreCorruptError(
-                    f"{view.store.path}: image {i} is damaged: JPEG decodes to {pixels.shape}, "
+                    f"{view.store.path}: image {i} is damaged: JPEG decodes to {tuple(pixels.shape)}, "
                     f"index says {(int(heights[p]), int(widths[p]), 3)}"
                 )
-            out_np[dst[p] : dst[p] + pixels.size] = pixels.reshape(-1)
+            out[dst[p] : dst[p] + pixels.numel()].view(pixels.shape).copy_(pixels)
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
-        for result in self._pool.map(decode, jpegs):
+        for _ in self._pool.map(decode, jpegs):
             pass
 
     # -- the device-resident cache ---------------------------------------------------------
@@ -293,48 +337,47 @@ class MixedLoader:
         return sum(int(_aligned(v.height * v.width * 3).sum()) for v in self._views if v is not None)
 
     def _build_cache(self) -> None:
-        """Decodes each store once into one uint8 tensor on the device (images 64-byte aligned)."""
-        caches: list[torch.Tensor] = []
-        chunk = 256
-        for view in self._views:
+        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned)."""
+        sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
+        starts, total = _offsets(np.concatenate(sizes))
+        cache = torch.empty(total, dtype=torch.uint8, device=self.device)
+        chunk, first = 256, 0
+        for which, view in enumerate(self._views):
             if view is None:
-                caches.append(torch.empty(0, dtype=torch.uint8, device=self.device))
                 continue
             n = len(view.height)
-            view.cache_offset, total = _offsets(view.height * view.width * 3)
-            cache = torch.empty(total, dtype=torch.uint8, device=self.device)
-            is_syn = np.full(min(chunk, n), view is self._views[1])
-            for start in range(0, n, chunk):
-                idx = np.arange(start, min(start + chunk, n))
+            view.cache_offset = starts[first : first + n]
+            first += n
+            self._check_intact(np.full(n, which == 1), np.arange(n))
+            for lo in range(0, n, chunk):
+                idx = np.arange(lo, min(lo + chunk, n))
                 dst, end = _offsets(view.height[idx] * view.width[idx] * 3)
-                packed, event = self._gather_host(is_syn[: len(idx)], idx, dst, end, view.height[idx], view.width[idx])
-                lo = int(view.cache_offset[start])
-                cache[lo : lo + end].copy_(packed.data[:end], non_blocking=event is not None)
+                packed, event = self._gather_host(np.full(len(idx), which == 1), idx, dst, end,
+                                                  view.height[idx], view.width[idx])
+                at = int(view.cache_offset[lo])
+                cache[at : at + end].copy_(packed.data[:end], non_blocking=event is not None)
                 if event is not None:
                     event.record(torch.cuda.current_stream(self.device))
-            caches.append(cache)
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
-        self._cache = caches
+        self._cache = cache
 
-    def _gather_cached(self, is_syn, index, dst, total, heights, widths) -> PackedImages:
+    def _gather_cached(self, is_syn, index, heights, widths) -> PackedImages:
+        """From the device cache: zero copy on CPU; on CUDA the gather kernel packs the batch."""
         from ..ops import gather_images
 
-        items = np.empty((len(index), 4), dtype=np.int64)
+        offsets = np.empty(len(index), dtype=np.int64)
         for which, mask in ((0, ~is_syn), (1, is_syn)):
             if mask.any():
-                view = self._views[which]
-                items[mask, 0] = which
-                items[mask, 1] = view.cache_offset[index[mask]]
-        items[:, 2] = heights * widths * 3
-        items[:, 3] = dst
-        if self._stream is not None:
-            with torch.cuda.stream(self._stream):
-                out = torch.empty(total, dtype=torch.uint8, device=self.device)
-                gather_images(self._cache, torch.from_numpy(items), out)
-        else:
+                offsets[mask] = self._views[which].cache_offset[index[mask]]
+        if self.device.type == "cpu":
+            return PackedImages(self._cache, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
+        nbytes = heights * widths * 3
+        dst, total = _offsets(nbytes)
+        items = torch.from_numpy(np.stack([np.zeros_like(offsets), offsets, nbytes, dst], 1))
+        with torch.cuda.stream(self._stream):
             out = torch.empty(total, dtype=torch.uint8, device=self.device)
-            gather_images(self._cache, torch.from_numpy(items), out)
+            gather_images([self._cache], items, out)
         return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
 
     def close(self) -> None:

@@ -67,14 +67,38 @@ def _map_readonly(path: Path, size: int) -> torch.Tensor:
     return torch.frombuffer(mapping, dtype=torch.uint8)
 
 
-def decode_jpeg(data: Any) -> np.ndarray:
-    """Decodes JPEG bytes to uint8 HWC RGB with Pillow (libjpeg-turbo; releases the GIL)."""
+_TORCHVISION_JPEG: list = []  # [decode op or None], probed once
+
+
+def _torchvision_decoder():
+    if not _TORCHVISION_JPEG:
+        try:
+            import torchvision.io  # noqa: F401  (registers torch.ops.image)
+
+            _TORCHVISION_JPEG.append((torch.ops.image.decode_jpeg, torchvision.io.ImageReadMode.RGB.value))
+        except (ImportError, AttributeError, RuntimeError):
+            _TORCHVISION_JPEG.append(None)
+    return _TORCHVISION_JPEG[0]
+
+
+def decode_jpeg(data: torch.Tensor) -> torch.Tensor:
+    """Decodes JPEG bytes (a 1-D uint8 CPU tensor) to uint8 [H, W, 3] RGB.
+
+    libjpeg-turbo through torchvision's decode op: one C++ call that holds no GIL, so a thread
+    pool decodes in parallel, and the same pixels as Pillow (which is the fallback, for builds
+    or future versions of torchvision without it, and for files torchvision will not take).
+    """
+    decoder = _torchvision_decoder()
+    if decoder is not None:
+        op, rgb = decoder
+        try:
+            return op(data, rgb, False).permute(1, 2, 0)
+        except RuntimeError:
+            pass
     from PIL import Image
 
-    with Image.open(io.BytesIO(data if isinstance(data, (bytes, bytearray)) else bytes(data))) as img:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        return np.array(img)  # a writable copy
+    with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
+        return torch.from_numpy(np.array(img.convert("RGB")))
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -193,10 +217,13 @@ class ImageStore:
         data = self.encoded(i)
         if int(r["encoding"]) == ENCODINGS["raw"]:
             return data.view(h, w, 3)
-        pixels = decode_jpeg(data.numpy())
-        if pixels.shape != (h, w, 3):
-            raise StoreCorruptError(f"image {i} is damaged: JPEG decodes to {pixels.shape}, index says {(h, w, 3)}")
-        return torch.from_numpy(pixels)
+        try:
+            pixels = decode_jpeg(data)
+        except Exception as exc:  # Pillow raises several kinds for a broken file
+            raise StoreCorruptError(f"image {i} is damaged: its JPEG does not decode ({exc})") from None
+        if tuple(pixels.shape) != (h, w, 3):
+            raise StoreCorruptError(f"image {i} is damaged: JPEG decodes to {tuple(pixels.shape)}, index says {(h, w, 3)}")
+        return pixels
 
     def label(self, i: int) -> int:
         return int(self._records[self._check_index(i)]["label"])
