@@ -147,6 +147,13 @@ def test_errors_from_the_augment_surface_and_early_break_stops_the_thread(stores
     next(it)
     it.close()
     assert not any(t.name == "bridgedfast-prefetch" for t in threading.enumerate())
+    # A new pass ends an unfinished one (they would share the host buffers).
+    loader = MixedLoader(real, syn, batch_size=2, augment=StandInAugment(), prefetch=2)
+    first = iter(loader)
+    next(first)
+    assert len(list(loader)) == len(loader)
+    with pytest.raises(StopIteration):
+        next(first)
 
 
 def test_loader_rejects_bad_arguments(stores, tmp_path):

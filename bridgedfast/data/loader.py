@@ -1,15 +1,18 @@
 """MixedLoader: real and/or synthetic ImageStores -> augmented batches on the target device.
 
-Per batch: the sampler picks (store, image) pairs; the gather op copies their bytes from the
-memory-mapped shards into one (pinned, for CUDA) packed buffer with OpenMP threads and no GIL;
-JPEG images are decoded into the same buffer by a thread pool (Pillow's libjpeg-turbo releases
-the GIL); the buffer goes to the device with a non-blocking copy on a side stream; the
-augmentation callable turns the PackedImages into the float batch there. A background thread
-prepares the next `prefetch` batches meanwhile. With `cache_on_device`, the whole decoded store
-lives on the device and the gather runs there (a CUDA kernel on GPU): no CPU work per batch.
-
-Every batch's augmentation gets its own torch.Generator seeded from (seed, epoch, rank, batch),
-so results never depend on prefetching or timing.
+Per batch: the sampler picks (store, image) pairs, then
+  * CPU, raw images: every shard of both stores is mapped side by side into one address range,
+    so the batch is just offsets into that mapping and the fused augmentation reads the pixels
+    straight from the page cache (zero copy);
+  * otherwise (CUDA, or JPEG images): the gather op copies the bytes into one packed buffer
+    (pinned for CUDA) with OpenMP threads and no GIL, JPEGs are decoded into the same buffer
+    by a thread pool (libjpeg-turbo, GIL-free), and the buffer goes to the GPU with a
+    non-blocking copy on a side stream, where the augmentation runs;
+  * with `cache_on_device`, every decoded image lives on the device in one tensor and the batch
+    is gathered there (a CUDA kernel on GPU): no CPU work per batch beyond a few index arrays.
+A background thread prepares the next `prefetch` batches meanwhile. Every batch's augmentation
+gets its own torch.Generator seeded from (seed, epoch, rank, batch), so results never depend on
+prefetching, threads or timing.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import os
 import queue
 import threading
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
@@ -181,6 +185,7 @@ class MixedLoader:
                     view.source = np.zeros_like(view.source)
             self._sources = [self._combined]
         self._pool: ThreadPoolExecutor | None = None
+        self._active: weakref.ref | None = None
         self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
         self._slot = 0
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -206,9 +211,15 @@ class MixedLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         plan = self.sampler.plan()
         epoch = self.sampler.epoch
+        # The host buffers are shared: a new pass over the loader ends any unfinished one.
+        previous = self._active() if self._active is not None else None
+        if previous is not None:
+            previous.close()
         if self.prefetch == 0:
             return (self._consume(self._produce(epoch, b, p)) for b, p in enumerate(plan))
-        return _Prefetcher(self, epoch, plan)
+        prefetcher = _Prefetcher(self, epoch, plan)
+        self._active = weakref.ref(prefetcher)
+        return prefetcher
 
     # -- one batch -----------------------------------------------------------------------------
     def _produce(self, epoch: int, b: int, planned: tuple[np.ndarray, np.ndarray]):
