@@ -31,7 +31,7 @@ $(VENV)/.deps-stamp: pyproject.toml | $(PY)
 # The editable install builds bridgedfast._C (with CUDA kernels where nvcc exists).
 $(VENV)/.build-stamp: $(VENV)/.deps-stamp $(SOURCES)
 	$(PIP) install --no-build-isolation --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import bridgedfast._C" || { echo "bridgedfast._C failed to build: run '$(PIP) install --no-build-isolation --no-deps -e . -v'"; exit 1; }
+	$(PY) -c "import torch, bridgedfast._C" || { echo "bridgedfast._C failed to build: run '$(PIP) install --no-build-isolation --no-deps -e . -v'"; exit 1; }
 	touch $@
 
 setup: $(VENV)/.deps-stamp
@@ -42,6 +42,7 @@ test-python: build
 	$(PY) -m pytest tests
 
 test-cpp:
+	mkdir -p build
 	cmake -S . -B $(CMAKE_BUILD) -DCMAKE_BUILD_TYPE=Release > $(CMAKE_BUILD).log 2>&1 || { cat $(CMAKE_BUILD).log; exit 1; }
 	grep "bridgedfast:" $(CMAKE_BUILD).log
 	cmake --build $(CMAKE_BUILD) -j 2

@@ -1,0 +1,236 @@
+"""Tiny models and data built locally, for the tests, the demo and the CPU benchmarks.
+
+Nothing here downloads anything: the tiny Stable Diffusion is assembled from diffusers and
+transformers classes with small configs and saved with `save_pretrained`, so loading it goes
+through the same `from_pretrained` path as a user's real Stable Diffusion folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+SPECIAL_BOS = "<|startoftext|>"
+SPECIAL_EOS = "<|endoftext|>"
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-level alphabet: every byte maps to one printable unicode character."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+# A handful of merges so common prompt words become few tokens, as in a real CLIP vocabulary.
+_WORDS = ["a", "photo", "of", "the", "in", "style", "picture", "image", "digit", "rendering"]
+
+
+def write_tiny_tokenizer(folder: str | Path) -> Path:
+    """Writes a byte-level BPE `vocab.json` + `merges.txt` that `CLIPTokenizer` loads."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = list(_bytes_to_unicode().values())
+    vocab: list[str] = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[str] = []
+    for word in _WORDS:
+        # Left-to-right merges building the whole word with its end-of-word marker.
+        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(symbols) > 1:
+            merges.append(f"{symbols[0]} {symbols[1]}")
+            merged = symbols[0] + symbols[1]
+            if merged not in vocab:
+                vocab.append(merged)
+            symbols = [merged] + symbols[2:]
+    vocab += [SPECIAL_BOS, SPECIAL_EOS]
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    return folder
+
+
+def tiny_tokenizer(folder: str | Path):
+    from transformers import CLIPTokenizer
+
+    write_tiny_tokenizer(folder)
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+
+
+def _sd15_scheduler():
+    from diffusers import PNDMScheduler
+
+    # Stable Diffusion v1.5's own scheduler configuration.
+    return PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def _save_pipeline(folder: Path, unet, vae, text_encoder, tokenizer) -> Path:
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_sd15_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def tiny_stable_diffusion(folder: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """Builds a tiny random-weight Stable Diffusion (UNet, VAE with 2x downsampling, CLIP text
+    encoder, byte-level tokenizer, SD1.5's PNDM scheduler) and saves it as a diffusers folder.
+
+    Generates `image_size` x `image_size` images by default; any multiple of 8 works.
+    Returns the folder, loadable with `StableDiffusionPipeline.from_pretrained(folder)`.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    if (folder / "model_index.json").exists():
+        return folder
+    tokenizer = tiny_tokenizer(folder / "_tokenizer_src")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=image_size // 2,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            block_out_channels=(32, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            latent_channels=4,
+            sample_size=image_size,
+            norm_num_groups=32,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                projection_dim=32,
+                layer_norm_eps=1e-5,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    _save_pipeline(folder, unet.eval(), vae.eval(), text_encoder.eval(), tokenizer)
+    return folder
+
+
+def sd15_sized_stable_diffusion(folder: str | Path, *, seed: int = 0) -> Path:
+    """A Stable-Diffusion-1.5-sized model (the real SD 1.5 UNet, VAE and CLIP ViT-L/14 text
+    encoder configurations) with random weights: the same FLOPs as SD 1.5 for benchmarks when
+    the real weights are not on disk. The tokenizer is the tiny byte-level one."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    if (folder / "model_index.json").exists():
+        return folder
+    tokenizer = tiny_tokenizer(folder / "_tokenizer_src")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(320, 640, 1280, 1280),
+            layers_per_block=2,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            sample_size=512,
+            norm_num_groups=32,
+            scaling_factor=0.18215,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=max(49408, len(tokenizer)),
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                max_position_embeddings=77,
+                projection_dim=768,
+                hidden_act="quick_gelu",
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    _save_pipeline(folder, unet.eval(), vae.eval(), text_encoder.eval(), tokenizer)
+    return folder
+
+
+def image_folder(
+    root: str | Path,
+    classes: dict[str, int] | list[str],
+    *,
+    per_class: int = 4,
+    size_range: tuple[int, int] = (12, 40),
+    seed: int = 0,
+    fmt: str = "png",
+) -> Path:
+    """Writes a folder of class sub-folders with random-size images (smooth colour ramps plus
+    noise, different per class) as PNG or JPEG files. `classes` is a list of names or a
+    {name: count} dict. Returns `root`."""
+    from PIL import Image
+
+    root = Path(root)
+    counts = classes if isinstance(classes, dict) else {c: per_class for c in classes}
+    g = torch.Generator().manual_seed(seed)
+    for ci, (name, count) in enumerate(sorted(counts.items())):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            h, w = (int(v) for v in torch.randint(size_range[0], size_range[1] + 1, (2,), generator=g))
+            ys = torch.linspace(0, 1, h).view(h, 1, 1)
+            xs = torch.linspace(0, 1, w).view(1, w, 1)
+            base = torch.tensor([(ci * 67) % 256, (ci * 131 + 40) % 256, (ci * 29 + 90) % 256], dtype=torch.float32)
+            img = base + 80 * ys * torch.tensor([1.0, -0.5, 0.3]) + 60 * xs * torch.tensor([-0.4, 0.8, 0.5])
+            img = img + 20 * torch.rand(h, w, 3, generator=g)
+            arr = img.clamp(0, 255).to(torch.uint8).numpy()
+            Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}", quality=95) if fmt in ("jpg", "jpeg") else Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}")
+    return root
