@@ -229,3 +229,20 @@ def test_sampler_used_by_loader_is_the_documented_one(stores):
     ref = MixedSampler(len(real), len(syn), batch_size=4, synthetic_fraction=0.25, seed=9)
     for (a, ia), (b, ib) in zip(loader.sampler.plan(), ref.plan()):
         assert np.array_equal(a, b) and np.array_equal(ia, ib)
+
+
+def test_batches_equal_train_augment_of_stored_images(stores):
+    """With the real fused augmentation (bridgedfast.augment.TrainAugment, once merged)."""
+    augment_module = pytest.importorskip("bridgedfast.augment")
+    real, syn = stores
+    augment = augment_module.TrainAugment(16, scale=(0.3, 1.0), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    for kwargs in (dict(synthetic_fraction=0.0), dict(synthetic_fraction=0.5), dict(cache_on_device=True)):
+        loader = MixedLoader(real, syn, batch_size=5, augment=augment, seed=21, **kwargs)
+        loader.set_epoch(1)
+        plan = loader.sampler.plan()
+        for b, ((x, t, s), (is_syn, index)) in enumerate(zip(loader, plan)):
+            images = [(syn if flag else real).image(int(i)) for flag, i in zip(is_syn, index)]
+            g = torch.Generator().manual_seed(batch_seed(21, 1, 0, b))
+            expected = augment(PackedImages.from_images(images), g)
+            torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+            assert torch.equal(s, torch.from_numpy(is_syn))

@@ -5,6 +5,7 @@ each shard is memory-mapped and `image(i)` of a raw store is a view into the map
 """
 from __future__ import annotations
 
+import array
 import fcntl
 import io
 import json
@@ -398,8 +399,10 @@ class ImageStoreWriter:
             raise ValueError(
                 f"image store {str(self.path)!r} has classes {header['classes']!r}, not the given {self.classes!r}"
             )
-        self._labels: list[np.ndarray] = [records["label"].astype(np.int64)] if len(records) else []
-        self._meta_spans: list[np.ndarray] = [np.stack([records["meta_offset"], records["meta_len"]], 1)] if len(records) else []
+        # Compact growable columns: a resuming producer may hold 100k+ images.
+        self._labels = array.array("q", records["label"].astype(np.int64).tobytes())
+        self._meta_offsets = array.array("q", records["meta_offset"].astype(np.int64).tobytes())
+        self._meta_lens = array.array("q", records["meta_len"].astype(np.int64).tobytes())
         self._count = commit.count
         self._committed = commit.count
         self._index_crc = commit.index_crc
@@ -449,17 +452,14 @@ class ImageStoreWriter:
 
     def labels(self) -> torch.Tensor:
         """int64 [len(writer)]: every image's label."""
-        return torch.from_numpy(np.concatenate(self._labels)) if self._labels else torch.empty(0, dtype=torch.int64)
+        return torch.tensor(np.frombuffer(self._labels, dtype=np.int64), dtype=torch.int64)
 
     def metas(self) -> Iterator[dict]:
         """Every image's metadata, in store order ({} where none)."""
         self._meta_f.flush()
-        if not self._meta_spans:
-            return
-        spans = np.concatenate(self._meta_spans)
         with open(self.path / META_FILE, "rb") as f:
             blob = f.read()
-        for start, length in spans:
+        for start, length in zip(self._meta_offsets, self._meta_lens):
             yield json.loads(blob[start : start + length]) if length else {}
 
     # -- appending -------------------------------------------------------------------------
@@ -527,8 +527,9 @@ class ImageStoreWriter:
         self._index_f.write(raw_record)
         self._dirty.update((self._data_f, self._meta_f, self._index_f))
         self._index_crc = zlib.crc32(raw_record, self._index_crc)
-        self._labels.append(np.array([label], dtype=np.int64))
-        self._meta_spans.append(np.array([[self._meta_pos, len(meta_bytes)]], dtype=np.uint64))
+        self._labels.append(int(label))
+        self._meta_offsets.append(self._meta_pos)
+        self._meta_lens.append(len(meta_bytes))
         self._shard_pos += nbytes
         self._meta_pos += len(meta_bytes)
         self._count += 1
