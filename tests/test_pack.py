@@ -160,12 +160,21 @@ def test_cli_pack_and_bad_input(tmp_path):
     assert bad.returncode == 2 and not (tmp_path / "store2").exists()
     assert bad.stderr.strip().count("\n") == 0 and "broken.png: cannot read image" in bad.stderr
 
-    skip = cli(tmp_path / "src", tmp_path / "store3", "--skip-bad", "--no-progress")
-    assert skip.returncode == 0 and "skipped 1 file" in skip.stderr and "broken.png" in skip.stderr
-    assert len(ImageStore(tmp_path / "store3")) == 6
 
+
+def test_cli_in_process_skip_bad_and_errors(tmp_path, capsys):
+    from bridgedfast.cli import main as cli_main
+
+    make_source(tmp_path / "src")
+    (tmp_path / "src" / "b_dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    assert cli_main(["pack", str(tmp_path / "src"), str(tmp_path / "store"), "--skip-bad", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 file" in err and "broken.png" in err
+    assert len(ImageStore(tmp_path / "store")) == 6
     for args, words in [((tmp_path / "nope", tmp_path / "s4"), "does not exist"), ((tmp_path / "src", tmp_path / "store"), "already exists")]:
-        r = cli(*args)
-        assert r.returncode == 2 and words in r.stderr and r.stderr.strip().count("\n") == 0
-    r = cli(tmp_path / "src", tmp_path / "s5", "--max-side", "0")
-    assert r.returncode == 2 and "--max-side" in r.stderr
+        assert cli_main(["pack", *map(str, args), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.strip().count("\n") == 0
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["pack", str(tmp_path / "src"), str(tmp_path / "s5"), "--max-side", "0"])
+    assert exc.value.code == 2 and "--max-side" in capsys.readouterr().err

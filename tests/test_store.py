@@ -58,6 +58,16 @@ def test_raw_round_trip_exact(tmp_path):
         store.image(12)
 
 
+def test_store_is_picklable_by_path_for_worker_processes(tmp_path):
+    import pickle
+
+    images = write_store(tmp_path / "s", n=3)
+    blob = pickle.dumps(ImageStore(tmp_path / "s"))
+    assert len(blob) < 500  # the path, not the pixels
+    clone = pickle.loads(blob)
+    assert len(clone) == 3 and np.array_equal(clone.image(2).numpy(), images[2])
+
+
 def test_jpeg_round_trip_matches_pil_decode(tmp_path):
     images = write_store(tmp_path / "s", n=4, encoding="jpeg", quality=95, size=(40, 52))
     store = ImageStore(tmp_path / "s")
@@ -92,6 +102,11 @@ def test_writer_rejects_bad_arguments(tmp_path):
         ImageStoreWriter(tmp_path / "t", ["a"], encoding="png")
     with pytest.raises(ValueError, match="distinct strings"):
         ImageStoreWriter(tmp_path / "t", ["a", "a"])
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "x.jpg").write_bytes(b"x")
+    with pytest.raises(StoreError, match="exists and is not an image store"):
+        ImageStoreWriter(tmp_path / "photos", ["a"])
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["x.jpg"]  # left untouched
     with ImageStoreWriter(tmp_path / "s", ["cat", "dog", "eel"]) as w:
         with pytest.raises(ValueError, match="already open by another ImageStoreWriter"):
             ImageStoreWriter(tmp_path / "s", ["cat", "dog", "eel"])

@@ -164,6 +164,13 @@ class ImageStore:
         self._meta = _map_readonly(meta_file, min(meta_end, meta_have)).numpy() if meta_end else np.empty(0, np.uint8)
         self.labels: torch.Tensor = torch.from_numpy(records["label"].astype(np.int64))
 
+    def __getstate__(self) -> dict:
+        # Worker processes (spawn) reopen the store by path instead of copying its mapped bytes.
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
     def refresh(self) -> "ImageStore":
         """Re-reads the commit record: images committed by a writer since opening become visible."""
         self._load()
@@ -358,6 +365,8 @@ class ImageStoreWriter:
         if not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir())):
             self._create()
         _check_store_dir(self.path)
+        if not (self.path / HEADER_FILE).exists():
+            raise StoreError(f"{str(self.path)!r} exists and is not an image store (no {HEADER_FILE}); choose a new path")
         self._lock_fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
