@@ -170,9 +170,13 @@ def test_kill_9_mid_write_then_resume(tmp_path):
     while committed < 50 and time.monotonic() < deadline:
         time.sleep(0.02)
         try:
-            committed = len(ImageStore(path))
-        except (FileNotFoundError, StoreError):
-            pass
+            reader = ImageStore(path)  # while the writer appends: a consistent committed prefix
+        except FileNotFoundError:
+            continue
+        committed = len(reader)
+        if committed:
+            assert reader.meta(committed - 1) == {"image_index": committed - 1}
+            assert np.array_equal(reader.image(committed - 1).numpy(), make_image(committed - 1))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert committed >= 50, "the writer never committed"
