@@ -127,17 +127,25 @@ class MixedSampler:
         b = self.batch_size
         return [(is_syn[s : s + b], index[s : s + b]) for s in range(0, len(self) * b, b)]
 
+    def _synthetic_stream(self, need: int) -> np.ndarray:
+        """This rank's first `need` synthetic indices: its disjoint slices of as many fresh
+        shuffles of the synthetic store as it takes (all drawn at once: a tiny synthetic store
+        may need thousands of passes per epoch)."""
+        n, per = self.num_synthetic, self._per_rank(self.num_synthetic)
+        cycles = -(-need // per)
+        if self.shuffle:
+            orders = _rng(self.seed, self.epoch, _SYNTHETIC).random((cycles, n)).argsort(axis=1, kind="stable")
+        else:
+            orders = np.broadcast_to(np.arange(n), (cycles, n))
+        return orders[:, : per * self.world_size][:, self.rank :: self.world_size].reshape(-1)[:need].astype(np.int64)
+
     def _plan_fixed(self, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         real_per_batch = self.batch_size - k
         real = self._rank_slice(self.num_real, _REAL).astype(np.int64)
         batches = len(self)
         real_counts = [min(real_per_batch, len(real) - i * real_per_batch) for i in range(batches)]
         syn_counts = [k if r == real_per_batch else round(r * k / real_per_batch) for r in real_counts]
-        need, chunks, cycle = sum(syn_counts), [], 0
-        while sum(len(c) for c in chunks) < need:
-            chunks.append(self._rank_slice(self.num_synthetic, _SYNTHETIC, cycle).astype(np.int64))
-            cycle += 1
-        synthetic = np.concatenate(chunks) if chunks else np.empty(0, np.int64)
+        synthetic = self._synthetic_stream(sum(syn_counts))
         positions = _rng(self.seed, self.epoch, _POSITIONS, self.rank)
         plan, r0, s0 = [], 0, 0
         for r, s in zip(real_counts, syn_counts):
