@@ -106,6 +106,19 @@ def _size_pair(name: str, value: Any) -> tuple[int, int] | None:
     return (_check_positive_int(name, value[0]), _check_positive_int(name, value[1]))
 
 
+def _check_scheduler_name(name: Any) -> None:
+    """Fails on an unknown scheduler name before the model is loaded."""
+    import diffusers
+
+    from .schedulers import SCHEDULERS
+
+    if name is None or (isinstance(name, str) and name.strip().lower() in SCHEDULERS):
+        return
+    if isinstance(name, str) and name.endswith("Scheduler") and isinstance(getattr(diffusers, name, None), type):
+        return
+    build_scheduler(name, None)  # raises the ValueError listing the names
+
+
 class Generator:
     """Synthetic images per class with a diffusers Stable Diffusion model.
 
@@ -137,6 +150,7 @@ class Generator:
             raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKEND_NAMES)}")
         if attention not in ATTENTION_NAMES:
             raise ValueError(f"unknown attention {attention!r}: use one of {', '.join(ATTENTION_NAMES)}")
+        _check_scheduler_name(scheduler)
         self.device = rank_device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, self.device)
         check_backend(backend, self.device)

@@ -27,6 +27,11 @@ class UNetForExport(torch.nn.Module):
         return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
 
 
+def _fp32_cpu_copy(unet: Any) -> Any:
+    copied = copy.deepcopy(unet).to("cpu")
+    return copied if copied.dtype == torch.float32 else copied.float()
+
+
 def unet_inputs(unet: Any, batch: int, latent_height: int, latent_width: int, seq_len: int, *,
                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -45,7 +50,7 @@ def export_unet_onnx(unet: Any, path: str | Path, *, latent_height: int, latent_
     beside it), batch dimension dynamic. Returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = UNetForExport(copy.deepcopy(unet).to("cpu", torch.float32)).eval()
+    model = UNetForExport(_fp32_cpu_copy(unet)).eval()
     args = unet_inputs(unet, example_batch, latent_height, latent_width, seq_len)
     dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
     with torch.no_grad(), warnings.catch_warnings():
@@ -80,10 +85,10 @@ def check_onnx_export(unet: Any, path: str | Path, *, latent_height: int, latent
     """Runs the ONNX graph on onnxruntime (CPU) and the PyTorch UNet (fp32, CPU) on the same
     seeded inputs for each batch size; raises RuntimeError when they differ by more than
     `rtol` x (1 + the reference's max magnitude)."""
-    from ...backends import require
+    from ..backends import require
 
     ort = require("onnxruntime", "checking the ONNX export")
-    model = UNetForExport(copy.deepcopy(unet).to("cpu", torch.float32)).eval()
+    model = UNetForExport(_fp32_cpu_copy(unet)).eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst, ref_max = 0.0, 0.0
     for b in batches:
