@@ -228,6 +228,17 @@ def test_auto_batch_on_cpu_and_out_of_memory_back_off(tiny_sd, stock, tmp_path, 
         assert max_diff(img, stock_image(stock, "dpmpp", m["prompt"], m["seed"])) <= 2
 
 
+def test_static_shape_padding_keeps_images(tiny_sd, stock, tmp_path):
+    """The compiled backends pad the last batch to the static batch with throw-away copies (and
+    their own generators): the real images must not change. Exercised here with eager kernels."""
+    g = Generator(tiny_sd, device="cpu", scheduler="euler-a")
+    g.unet_runner.static_shapes = True
+    g.generate(CLASSES, 2, tmp_path / "out", steps=STEPS, height=SIZE, width=SIZE, batch_size=3, progress=False)
+    _, images, metas = read_store(tmp_path / "out")
+    for img, m in zip(images, metas):
+        assert max_diff(img, stock_image(stock, "euler-a", m["prompt"], m["seed"])) <= 2
+
+
 # -- style token -------------------------------------------------------------------------------------------
 def test_style_token_changes_the_prompt_embedding_and_loads(tiny_sd, stock, tmp_path):
     from safetensors.torch import save_file
