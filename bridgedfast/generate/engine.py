@@ -153,6 +153,8 @@ class Generator:
         _check_scheduler_name(scheduler)
         self.device = rank_device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # TensorRT and CUDA graphs run on the current device
         check_backend(backend, self.device)
         self.attention = self._resolve_attention(attention)
         self.backend_name = backend
