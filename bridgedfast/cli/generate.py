@@ -109,27 +109,30 @@ def run(args: argparse.Namespace) -> int:
         scheduler=None if args.scheduler == "model" else args.scheduler,
         device=args.device,
     )
-    report = gen.generate(
-        classes,
-        args.per_class,
-        args.out,
-        template=args.template,
-        style=args.style,
-        style_token=args.style_token,
-        negative_prompt=args.negative_prompt,
-        guidance_scale=args.guidance_scale,
-        steps=args.steps,
-        height=args.height,
-        width=args.width,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        store_size=args.store_size,
-        encoding=args.encoding,
-        quality=args.quality,
-        progress=not args.no_progress,
-    )
-    from ..generate.distributed import env_rank
+    from ..generate.distributed import env_rank, shutdown
 
+    try:
+        report = gen.generate(
+            classes,
+            args.per_class,
+            args.out,
+            template=args.template,
+            style=args.style,
+            style_token=args.style_token,
+            negative_prompt=args.negative_prompt,
+            guidance_scale=args.guidance_scale,
+            steps=args.steps,
+            height=args.height,
+            width=args.width,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            store_size=args.store_size,
+            encoding=args.encoding,
+            quality=args.quality,
+            progress=not args.no_progress,
+        )
+    finally:
+        shutdown()
     if env_rank()[0] == 0:
         print(json.dumps(report.as_dict()) if args.json else f"bridgedfast generate: {report} -> {report.out}")
     return 0

@@ -74,6 +74,20 @@ class RankContext:
         raise (FileNotFoundError if kind == "FileNotFoundError" else ValueError)(value)
 
 
+_INITIALISED_HERE = False
+
+
+def shutdown() -> None:
+    """Destroys the process group if `rank_context` created it (end of a torchrun command)."""
+    global _INITIALISED_HERE
+    if _INITIALISED_HERE:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        _INITIALISED_HERE = False
+
+
 def env_rank() -> tuple[int, int, int]:
     """(rank, world_size, local_rank) as torchrun sets them; (0, 1, 0) outside torchrun."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
@@ -87,6 +101,8 @@ def rank_context() -> RankContext:
 
     if not dist.is_initialized():
         dist.init_process_group("gloo")
+        global _INITIALISED_HERE
+        _INITIALISED_HERE = True
     group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
     return RankContext(dist.get_rank(), dist.get_world_size(), local, group)
 
