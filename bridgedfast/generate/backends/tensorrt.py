@@ -23,18 +23,29 @@ def engine_key(fingerprint: str, shapes: dict[str, Any], trt_version: str, gpu: 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+_LOGGER = None
+
+
+def _logger(trt: Any) -> Any:
+    global _LOGGER
+    if _LOGGER is None:  # TensorRT wants one logger per process
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
 def _torch_dtype(trt: Any, dt: Any) -> torch.dtype:
-    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16, trt.DataType.INT32: torch.int32,
-             trt.DataType.INT64: torch.int64, trt.DataType.BOOL: torch.bool}
-    if hasattr(trt.DataType, "BF16"):
-        table[trt.DataType.BF16] = torch.bfloat16
+    names = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
+             "INT64": torch.int64, "BOOL": torch.bool}
+    table = {getattr(trt.DataType, n): t for n, t in names.items() if hasattr(trt.DataType, n)}
+    if dt not in table:
+        raise RuntimeError(f"the TensorRT engine uses an unsupported I/O type {dt}")
     return table[dt]
 
 
 def build_engine(trt: Any, onnx_path: Path, plan_path: Path, profile_shapes: dict[str, tuple[tuple, tuple, tuple]],
                  *, fp16: bool = True) -> Path:
     """Parses the ONNX file and writes the serialized engine atomically to `plan_path`."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT >= 10
     parser = trt.OnnxParser(network, logger)
@@ -54,7 +65,7 @@ def build_engine(trt: Any, onnx_path: Path, plan_path: Path, profile_shapes: dic
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     tmp = plan_path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(bytes(serialized))
+    tmp.write_bytes(memoryview(serialized))
     os.replace(tmp, plan_path)
     return plan_path
 
@@ -103,8 +114,8 @@ class TensorRTUNet:
                                                       latent_width=latent_width, seq_len=seq_len, batches=(1,))
                 (onnx_dir / "checked").write_text(json.dumps(self.export_check.__dict__))
             build_engine(trt, onnx_path, plan, profile, fp16=True)
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(plan.read_bytes())
+        self.runtime = trt.Runtime(_logger(trt))  # must outlive the engine
+        self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"TensorRT could not load the cached engine {plan}; delete it to rebuild")
         self.context = self.engine.create_execution_context()
