@@ -155,6 +155,8 @@ class Generator:
         self.dtype = resolve_dtype(dtype, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # TensorRT and CUDA graphs run on the current device
+            # Every batch has the same shapes: let cuDNN pick the fastest convolution algorithms once.
+            torch.backends.cudnn.benchmark = True
         check_backend(backend, self.device)
         self.attention = self._resolve_attention(attention)
         self.backend_name = backend
