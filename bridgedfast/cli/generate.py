@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output image store folder (resumed when it exists)")
     p.add_argument("--template", default="a photo of a {}", help="prompt template; {} is the class name")
     p.add_argument("--style", metavar="FILE", help="textual-inversion .safetensors file with the dataset-style token")
-    p.add_argument("--style-token", help="token for --style (default: the file's own token)")
+    p.add_argument("--style-token", help="token for --style; unset = the file's own token")
     p.add_argument("--negative-prompt", help="negative prompt for classifier-free guidance")
     p.add_argument("--guidance-scale", type=float, default=7.5, help="classifier-free guidance scale (<= 1: no CFG)")
     p.add_argument("--steps", type=int, default=25, help="sampling steps")

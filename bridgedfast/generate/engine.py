@@ -258,7 +258,8 @@ class Generator:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         seed = int(seed)
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
+                or not math.isfinite(guidance_scale) or guidance_scale < 0):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         guidance_scale = float(guidance_scale)
         if batch_size != "auto":
