@@ -155,26 +155,33 @@ static ResizedCropParams params_for(int64_t n, int out_h, int out_w, bool aa, bo
 }
 
 BF_TEST(cpu_kernel_matches_direct_sum) {
-  for (bool aa : {true, false}) {
-    for (bool cl : {false, true}) {
-      for (int n : {1, 3, 40}) {  // few images split into row bands, many images one each
-        const Batch b = random_batch(7 + n, n, 19, 23);
-        const ResizedCropParams p = params_for(n, 19, 23, aa, cl, OutDType::kFloat32);
-        std::vector<float> out(static_cast<size_t>(n) * 3 * 19 * 23, -1000.f);
-        resized_crop_cpu(b.data.data(), b.images.data(), p, out.data());
-        const std::vector<double> ref = naive(b.data, b.images, p);
-        double max_err = 0;
-        for (size_t k = 0; k < out.size(); ++k) max_err = std::max(max_err, std::fabs(out[k] - ref[k]));
-        BF_CHECK_NEAR(max_err, 0.0, 2e-5);
+  // Both the run-time-picked x86 SIMD code and the portable baseline.
+  for (bool simd : {true, false}) {
+    const bool previous = resized_crop_cpu_set_simd(simd);
+    for (bool aa : {true, false}) {
+      for (bool cl : {false, true}) {
+        for (int n : {1, 3, 40}) {  // few images split into row bands, many images one each
+          const Batch b = random_batch(7 + n, n, 19, 23);
+          const ResizedCropParams p = params_for(n, 19, 23, aa, cl, OutDType::kFloat32);
+          std::vector<float> out(static_cast<size_t>(n) * 3 * 19 * 23, -1000.f);
+          resized_crop_cpu(b.data.data(), b.images.data(), p, out.data());
+          const std::vector<double> ref = naive(b.data, b.images, p);
+          double max_err = 0;
+          for (size_t k = 0; k < out.size(); ++k) max_err = std::max(max_err, std::fabs(out[k] - ref[k]));
+          BF_CHECK_NEAR(max_err, 0.0, 2e-5);
+        }
       }
     }
+    resized_crop_cpu_set_simd(previous);
   }
 }
 
 BF_TEST(cpu_kernel_low_precision_is_one_rounding) {
   const Batch b = random_batch(3, 12, 9, 14);
-  for (OutDType dtype : {OutDType::kFloat16, OutDType::kBFloat16}) {
-    const ResizedCropParams p = params_for(12, 9, 14, true, false, dtype);
+  for (int variant = 0; variant < 8; ++variant) {
+    const OutDType dtype = variant % 2 ? OutDType::kBFloat16 : OutDType::kFloat16;
+    const bool previous = resized_crop_cpu_set_simd(variant / 4 == 0);
+    const ResizedCropParams p = params_for(12, 9, 14, true, (variant / 2) % 2 == 1, dtype);
     std::vector<uint16_t> out(12 * 3 * 9 * 14);
     resized_crop_cpu(b.data.data(), b.images.data(), p, out.data());
     const std::vector<double> ref = naive(b.data, b.images, p);
@@ -185,6 +192,7 @@ BF_TEST(cpu_kernel_low_precision_is_one_rounding) {
       if (std::fabs(v - ref[k]) > ulp * std::max(1.0, std::fabs(ref[k])) * 0.5 + 1e-5) ++bad;
     }
     BF_CHECK(bad == 0);
+    resized_crop_cpu_set_simd(previous);
   }
 }
 

@@ -116,6 +116,10 @@ BF_HOST_DEVICE_INLINE int64_t resized_column(const ResizedCropImage& im, int64_t
 void resized_crop_cpu(const uint8_t* data, const ResizedCropImage* images, const ResizedCropParams& params,
                       void* out);
 
+// The CPU kernel picks its x86 AVX2/FMA/F16C code at run time; false forces the portable
+// baseline (for tests). Returns the previous setting.
+bool resized_crop_cpu_set_simd(bool enabled);
+
 // CUDA: `data`, `images` (n entries) and `out` are device pointers; `workspace` is a device
 // buffer of resized_crop_cuda_workspace_bytes() bytes; `max_taps` the largest axis_max_taps over
 // the batch; `stream` a cudaStream_t. Returns the cudaError_t of the launches (0 on success).
