@@ -376,7 +376,8 @@ class Mixup:
                 raise ValueError(f"Mixup: multi-label target must be [N, num_classes] = [{n}, {self.num_classes}], got {list(target.shape)}")
         elif target.dim() != 1 or target.shape[0] != n or target.is_floating_point():
             raise ValueError(f"Mixup: target must be int class indices [N] with N = {n}, got {target.dtype} {list(target.shape)}")
-        elif n and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
+        # Class range checked on the CPU only: reading it back from a GPU would stall every batch.
+        elif n and target.device.type == "cpu" and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
             raise ValueError(f"Mixup: target classes must be in [0, {self.num_classes}), got {int(target.min())}..{int(target.max())}")
 
         if self.mode == "batch":
