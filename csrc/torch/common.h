@@ -7,8 +7,13 @@
 #include "bridgedfast/mix_images.h"
 #include "bridgedfast/resized_crop.h"
 
+#include <cstdint>
 #include <optional>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace bridgedfast {
 
@@ -120,6 +125,18 @@ inline std::vector<ResizedCropImage> check_resized_crop_inputs(
     images[i].reserved = 0;
   }
   return images;
+}
+
+// A fresh CPU batch output is tens to hundreds of megabytes of untouched pages; faulting them
+// in 4 KiB at a time can cost more than the kernel. Asking for transparent huge pages before
+// the kernel first writes them cuts the faults 512-fold (a hint: harmless where unsupported).
+inline void advise_huge_pages(void* data, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
 }
 
 inline at::Tensor empty_resized_crop_output(const at::Tensor& data, const ResizedCropParams& p, at::ScalarType dtype) {

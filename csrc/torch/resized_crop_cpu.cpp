@@ -1,27 +1,9 @@
 #include <torch/library.h>
 
-#include <cstdint>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "common.h"
 
 namespace bridgedfast {
 namespace {
-
-// A fresh batch output is tens to hundreds of megabytes of untouched pages; faulting them in
-// 4 KiB at a time costs more than the resampling. Asking for transparent huge pages before
-// the kernel first writes them cuts the faults 512-fold (a hint: harmless where unsupported).
-void advise_huge_pages(void* data, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
 
 at::Tensor resized_crop_cpu_op(const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes,
                                const at::Tensor& flip, at::IntArrayRef size, at::ArrayRef<double> mean,
