@@ -58,6 +58,16 @@ def test_raw_round_trip_exact(tmp_path):
         store.image(12)
 
 
+def test_store_is_picklable_by_path_for_worker_processes(tmp_path):
+    import pickle
+
+    images = write_store(tmp_path / "s", n=3)
+    blob = pickle.dumps(ImageStore(tmp_path / "s"))
+    assert len(blob) < 500  # the path, not the pixels
+    clone = pickle.loads(blob)
+    assert len(clone) == 3 and np.array_equal(clone.image(2).numpy(), images[2])
+
+
 def test_jpeg_round_trip_matches_pil_decode(tmp_path):
     images = write_store(tmp_path / "s", n=4, encoding="jpeg", quality=95, size=(40, 52))
     store = ImageStore(tmp_path / "s")
@@ -92,6 +102,11 @@ def test_writer_rejects_bad_arguments(tmp_path):
         ImageStoreWriter(tmp_path / "t", ["a"], encoding="png")
     with pytest.raises(ValueError, match="distinct strings"):
         ImageStoreWriter(tmp_path / "t", ["a", "a"])
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "x.jpg").write_bytes(b"x")
+    with pytest.raises(StoreError, match="exists and is not an image store"):
+        ImageStoreWriter(tmp_path / "photos", ["a"])
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["x.jpg"]  # left untouched
     with ImageStoreWriter(tmp_path / "s", ["cat", "dog", "eel"]) as w:
         with pytest.raises(ValueError, match="already open by another ImageStoreWriter"):
             ImageStoreWriter(tmp_path / "s", ["cat", "dog", "eel"])
@@ -155,9 +170,13 @@ def test_kill_9_mid_write_then_resume(tmp_path):
     while committed < 50 and time.monotonic() < deadline:
         time.sleep(0.02)
         try:
-            committed = len(ImageStore(path))
-        except (FileNotFoundError, StoreError):
-            pass
+            reader = ImageStore(path)  # while the writer appends: a consistent committed prefix
+        except FileNotFoundError:
+            continue
+        committed = len(reader)
+        if committed:
+            assert reader.meta(committed - 1) == {"image_index": committed - 1}
+            assert np.array_equal(reader.image(committed - 1).numpy(), make_image(committed - 1))
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert committed >= 50, "the writer never committed"
@@ -311,3 +330,24 @@ def test_fuzz_whole_store_never_garbage(tmp_path_factory, data):
         r = store.records[i]
         assert tuple(img.shape) == (int(r["height"]), int(r["width"]), 3)
     assert len(images) == 4
+
+
+def test_jpeg_decoders_agree_and_fallback_works(tmp_path, monkeypatch):
+    from bridgedfast.data import store as store_module
+
+    write_store(tmp_path / "s", n=3, encoding="jpeg", size=(33, 47))
+    store = ImageStore(tmp_path / "s")
+    fast = [store.image(i).clone() for i in range(3)]
+    monkeypatch.setattr(store_module, "_TORCHVISION_JPEG", [None])  # as without torchvision's decoder
+    for i in range(3):
+        assert torch.equal(store.image(i), fast[i])
+
+
+def test_undecodable_jpeg_is_a_store_error(tmp_path):
+    write_store(tmp_path / "s", n=2, encoding="jpeg", size=(33, 47))
+    r = ImageStore(tmp_path / "s").records[1]
+    with open(tmp_path / "s" / "data-00000.bin", "r+b") as f:
+        f.seek(int(r["offset"]))
+        f.write(b"\0" * 64)  # wipe the JPEG header
+    with pytest.raises(StoreCorruptError, match="image 1 is damaged: its JPEG does not decode"):
+        ImageStore(tmp_path / "s").image(1)

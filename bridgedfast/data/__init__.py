@@ -6,6 +6,19 @@
 from __future__ import annotations
 
 from .format import StoreCorruptError, StoreError, StoreVersionError
+from .loader import MixedLoader
+from .pack import pack
+from .sampler import MixedSampler, batch_seed
 from .store import ImageStore, ImageStoreWriter
 
-__all__ = ["ImageStore", "ImageStoreWriter", "StoreError", "StoreCorruptError", "StoreVersionError"]
+__all__ = [
+    "ImageStore",
+    "ImageStoreWriter",
+    "MixedLoader",
+    "MixedSampler",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreVersionError",
+    "batch_seed",
+    "pack",
+]

@@ -5,6 +5,7 @@ each shard is memory-mapped and `image(i)` of a raw store is a view into the map
 """
 from __future__ import annotations
 
+import array
 import fcntl
 import io
 import json
@@ -67,14 +68,38 @@ def _map_readonly(path: Path, size: int) -> torch.Tensor:
     return torch.frombuffer(mapping, dtype=torch.uint8)
 
 
-def decode_jpeg(data: Any) -> np.ndarray:
-    """Decodes JPEG bytes to uint8 HWC RGB with Pillow (libjpeg-turbo; releases the GIL)."""
+_TORCHVISION_JPEG: list = []  # [decode op or None], probed once
+
+
+def _torchvision_decoder():
+    if not _TORCHVISION_JPEG:
+        try:
+            import torchvision.io  # noqa: F401  (registers torch.ops.image)
+
+            _TORCHVISION_JPEG.append((torch.ops.image.decode_jpeg, torchvision.io.ImageReadMode.RGB.value))
+        except (ImportError, AttributeError, RuntimeError):
+            _TORCHVISION_JPEG.append(None)
+    return _TORCHVISION_JPEG[0]
+
+
+def decode_jpeg(data: torch.Tensor) -> torch.Tensor:
+    """Decodes JPEG bytes (a 1-D uint8 CPU tensor) to uint8 [H, W, 3] RGB.
+
+    libjpeg-turbo through torchvision's decode op: one C++ call that holds no GIL, so a thread
+    pool decodes in parallel, and the same pixels as Pillow (which is the fallback, for builds
+    or future versions of torchvision without it, and for files torchvision will not take).
+    """
+    decoder = _torchvision_decoder()
+    if decoder is not None:
+        op, rgb = decoder
+        try:
+            return op(data, rgb, False).permute(1, 2, 0)
+        except RuntimeError:
+            pass
     from PIL import Image
 
-    with Image.open(io.BytesIO(data if isinstance(data, (bytes, bytearray)) else bytes(data))) as img:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        return np.array(img)  # a writable copy
+    with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
+        return torch.from_numpy(np.array(img.convert("RGB")))
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -139,6 +164,13 @@ class ImageStore:
         self._meta = _map_readonly(meta_file, min(meta_end, meta_have)).numpy() if meta_end else np.empty(0, np.uint8)
         self.labels: torch.Tensor = torch.from_numpy(records["label"].astype(np.int64))
 
+    def __getstate__(self) -> dict:
+        # Worker processes (spawn) reopen the store by path instead of copying its mapped bytes.
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
     def refresh(self) -> "ImageStore":
         """Re-reads the commit record: images committed by a writer since opening become visible."""
         self._load()
@@ -193,10 +225,13 @@ class ImageStore:
         data = self.encoded(i)
         if int(r["encoding"]) == ENCODINGS["raw"]:
             return data.view(h, w, 3)
-        pixels = decode_jpeg(data.numpy())
-        if pixels.shape != (h, w, 3):
-            raise StoreCorruptError(f"image {i} is damaged: JPEG decodes to {pixels.shape}, index says {(h, w, 3)}")
-        return torch.from_numpy(pixels)
+        try:
+            pixels = decode_jpeg(data)
+        except Exception as exc:  # Pillow raises several kinds for a broken file
+            raise StoreCorruptError(f"image {i} is damaged: its JPEG does not decode ({exc})") from None
+        if tuple(pixels.shape) != (h, w, 3):
+            raise StoreCorruptError(f"image {i} is damaged: JPEG decodes to {tuple(pixels.shape)}, index says {(h, w, 3)}")
+        return pixels
 
     def label(self, i: int) -> int:
         return int(self._records[self._check_index(i)]["label"])
@@ -330,6 +365,8 @@ class ImageStoreWriter:
         if not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir())):
             self._create()
         _check_store_dir(self.path)
+        if not (self.path / HEADER_FILE).exists():
+            raise StoreError(f"{str(self.path)!r} exists and is not an image store (no {HEADER_FILE}); choose a new path")
         self._lock_fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -371,8 +408,10 @@ class ImageStoreWriter:
             raise ValueError(
                 f"image store {str(self.path)!r} has classes {header['classes']!r}, not the given {self.classes!r}"
             )
-        self._labels: list[np.ndarray] = [records["label"].astype(np.int64)] if len(records) else []
-        self._meta_spans: list[np.ndarray] = [np.stack([records["meta_offset"], records["meta_len"]], 1)] if len(records) else []
+        # Compact growable columns: a resuming producer may hold 100k+ images.
+        self._labels = array.array("q", records["label"].astype(np.int64).tobytes())
+        self._meta_offsets = array.array("q", records["meta_offset"].astype(np.int64).tobytes())
+        self._meta_lens = array.array("q", records["meta_len"].astype(np.int64).tobytes())
         self._count = commit.count
         self._committed = commit.count
         self._index_crc = commit.index_crc
@@ -422,17 +461,14 @@ class ImageStoreWriter:
 
     def labels(self) -> torch.Tensor:
         """int64 [len(writer)]: every image's label."""
-        return torch.from_numpy(np.concatenate(self._labels)) if self._labels else torch.empty(0, dtype=torch.int64)
+        return torch.tensor(np.frombuffer(self._labels, dtype=np.int64), dtype=torch.int64)
 
     def metas(self) -> Iterator[dict]:
         """Every image's metadata, in store order ({} where none)."""
         self._meta_f.flush()
-        if not self._meta_spans:
-            return
-        spans = np.concatenate(self._meta_spans)
         with open(self.path / META_FILE, "rb") as f:
             blob = f.read()
-        for start, length in spans:
+        for start, length in zip(self._meta_offsets, self._meta_lens):
             yield json.loads(blob[start : start + length]) if length else {}
 
     # -- appending -------------------------------------------------------------------------
@@ -500,8 +536,9 @@ class ImageStoreWriter:
         self._index_f.write(raw_record)
         self._dirty.update((self._data_f, self._meta_f, self._index_f))
         self._index_crc = zlib.crc32(raw_record, self._index_crc)
-        self._labels.append(np.array([label], dtype=np.int64))
-        self._meta_spans.append(np.array([[self._meta_pos, len(meta_bytes)]], dtype=np.uint64))
+        self._labels.append(int(label))
+        self._meta_offsets.append(self._meta_pos)
+        self._meta_lens.append(len(meta_bytes))
         self._shard_pos += nbytes
         self._meta_pos += len(meta_bytes)
         self._count += 1
