@@ -133,7 +133,8 @@ def bench(args: argparse.Namespace) -> list[dict]:
             stock.run(b, b, steps, args.guidance, size)
         for name, gen in gens.items():
             for b in ours_batches:
-                grid_batch[name, b] = run_ours(gen, 1 if b == "auto" else b, b, steps, args.guidance, size, workdir).batch_size
+                gb = gen.auto_batch_size(size, size, cfg=args.guidance > 1) if b == "auto" else b
+                grid_batch[name, b] = run_ours(gen, gb, gb, steps, args.guidance, size, workdir).batch_size
         # Alternate the contenders over the repeats so that a busy machine penalises both alike.
         stock_results, ours_results = [], {name: [] for name in gens}
         for rep in range(args.repeats):
