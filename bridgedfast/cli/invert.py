@@ -9,9 +9,9 @@ DESCRIPTION = (
     "Dataset style inversion: textual inversion of one new token from all images of a dataset, with "
     "Stable Diffusion frozen. Writes OUT, a diffusers textual-inversion .safetensors file that stock "
     "`pipe.load_textual_inversion(OUT, token=TOKEN)` loads; generation prompts then read e.g. "
-    "'a photo of a {class} in the style of <dataset-style>'. Beside OUT: OUT-stem.ckpt.safetensors "
-    "(checkpoint; re-running the same command resumes from it), OUT-stem.loss.png, OUT-stem.report.json and "
-    "the latent cache bridgedfast-latents/ (images are VAE-encoded once and reused across runs)."
+    "'a photo of a {class} in the style of <dataset-style>'. Beside OUT (say style.safetensors): "
+    "style.ckpt.safetensors (checkpoint; re-running the same command resumes from it), style.loss.png, "
+    "style.report.json and the latent cache bridgedfast-latents/ (images are VAE-encoded once, reused across runs)."
 )
 
 
