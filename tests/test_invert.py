@@ -316,3 +316,27 @@ def test_cuda_compile_and_gradient_checkpointing(tiny_sd, images, tmp_path):
         tiny_sd, images, tmp_path / "s.safetensors", token=TOKEN, steps=3, device="cuda", compile=True, gradient_checkpointing=True, **FAST
     )
     assert torch.isfinite(read_style(out)[1]).all()
+
+
+def test_gradient_checkpointing_changes_nothing_but_memory(tiny_sd, images, tmp_path):
+    pipe = stock_pipeline(tiny_sd)
+    kw = dict(token=TOKEN, steps=2, lr=5e-3, cache_dir=tmp_path / "c", **FAST)
+    plain = read_style(invert_style(pipe, images, tmp_path / "a.safetensors", **kw))[1]
+    ckpt = read_style(invert_style(pipe, images, tmp_path / "b.safetensors", gradient_checkpointing=True, **kw))[1]
+    torch.testing.assert_close(plain, ckpt, rtol=0, atol=1e-6)
+    assert not pipe.unet.is_gradient_checkpointing  # restored
+
+
+def test_image_store_input_equals_folder_input(tiny_sd, images, tmp_path):
+    data = pytest.importorskip("bridgedfast.data")
+    source = open_images(images)
+    with data.ImageStoreWriter(tmp_path / "store", source.classes) as writer:
+        for i in range(len(source)):
+            writer.add(source.image(i), source.label(i))
+    kw = dict(token=TOKEN, steps=2, lr=5e-3, cache_dir=tmp_path / "c", **FAST)
+    from_folder = invert_style(tiny_sd, images, tmp_path / "folder.safetensors", **kw)
+    from_store = invert_style(tiny_sd, data.ImageStore(tmp_path / "store"), tmp_path / "store.safetensors", **kw)
+    from_path = invert_style(tiny_sd, tmp_path / "store", tmp_path / "path.safetensors", **kw)
+    assert torch.equal(read_style(from_folder)[1], read_style(from_store)[1])
+    assert torch.equal(read_style(from_store)[1], read_style(from_path)[1])
+    assert report(from_path)["latent_cache"]["encoded"] == 0  # the store's entries, cached by the run before

@@ -124,14 +124,23 @@ def open_images(data: Any) -> ImageSource:
     if not path.exists():
         raise FileNotFoundError(f"data {str(data)!r} does not exist")
     has_subfolders = path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+    store_error: Exception | None = None
     if store_cls is not None and path.is_dir() and not has_subfolders:
         try:
             store = store_cls(path)
-        except (ValueError, OSError):
-            pass  # not a store: FolderImages below gives the clearer message
+        except (ValueError, OSError) as exc:
+            store_error = exc
         else:
             return StoreImages(store)
-    return FolderImages(path)
+    try:
+        return FolderImages(path)
+    except ValueError as exc:
+        if store_error is None:
+            raise
+        raise ValueError(
+            f"data {str(path)!r} is neither a folder of class sub-folders of images nor a readable image store "
+            f"({type(store_error).__name__}: {store_error})"
+        ) from None
 
 
 def preprocess(image: torch.Tensor, resolution: int) -> torch.Tensor:

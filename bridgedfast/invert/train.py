@@ -544,6 +544,8 @@ def invert_style(
     _check_positive("lr", lr, float)
     if not 0.0 <= flip_p <= 1.0:
         raise ValueError(f"flip_p must be in [0, 1], got {flip_p!r}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
     if not isinstance(warmup_steps, int) or warmup_steps < 0:
