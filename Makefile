@@ -42,6 +42,7 @@ test-python: build
 	$(PY) -m pytest tests
 
 test-cpp:
+	mkdir -p build
 	cmake -S . -B $(CMAKE_BUILD) -DCMAKE_BUILD_TYPE=Release > $(CMAKE_BUILD).log 2>&1 || { cat $(CMAKE_BUILD).log; exit 1; }
 	grep "bridgedfast:" $(CMAKE_BUILD).log
 	cmake --build $(CMAKE_BUILD) -j 2
