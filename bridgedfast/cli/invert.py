@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None and args.no_resume:
         raise CLIError("--resume and --no-resume exclude each other")
     resume = False if args.no_resume else (args.resume if args.resume is not None else True)
+    if args.quiet:
+        import diffusers.utils.logging
+        import transformers.utils.logging
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
     out = invert_style(
         args.model,
         args.data,
