@@ -360,3 +360,15 @@ def test_image_store_input_equals_folder_input(tiny_sd, images, tmp_path):
     assert torch.equal(read_style(from_folder)[1], read_style(from_store)[1])
     assert torch.equal(read_style(from_store)[1], read_style(from_path)[1])
     assert report(from_path)["latent_cache"]["encoded"] == 0  # the store's entries, cached by the run before
+
+
+def test_bf16_mixed_precision_path_on_cpu(tiny_sd, images, tmp_path):
+    """The GPU recipe (frozen models loaded in bf16, autocast, fp32 token) on the CPU."""
+    kw = dict(token=TOKEN, steps=2, lr=5e-3, cache_dir=tmp_path / "c", **FAST)
+    bf16 = invert_style(tiny_sd, images, tmp_path / "bf16.safetensors", dtype="bf16", **kw)
+    fp32 = invert_style(tiny_sd, images, tmp_path / "fp32.safetensors", dtype="fp32", **kw)
+    assert report(bf16)["config"]["dtype"] == "bfloat16"
+    assert report(bf16)["losses"] == pytest.approx(report(fp32)["losses"], rel=0.05)
+    vector = read_style(bf16)[1]
+    assert vector.dtype == torch.float32 and torch.isfinite(vector).all()
+    assert len(list((tmp_path / "c").iterdir())) == 2  # bf16 latents are cached apart from fp32 ones

@@ -30,6 +30,7 @@ def save_style(path: str | Path, token: str, embedding: torch.Tensor, metadata: 
     tmp = atomic_path(path)
     try:
         save_file({token: tensor}, str(tmp), metadata=header)
+        os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the embedding is meant to be shared
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -448,7 +448,7 @@ def save_loss_curve(path: Path, losses: list[float], title: str) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
     steps = list(range(1, len(losses) + 1))
     ax.plot(steps, losses, lw=0.6, alpha=0.35, label="loss")
-    window = max(1, len(losses) // 50)
+    window = max(1, len(losses) // 20)  # the per-step loss is very noisy (it depends on the timestep)
     if window > 1:
         t = torch.tensor(losses)
         smooth = torch.nn.functional.avg_pool1d(t.view(1, 1, -1), window, stride=1).view(-1).tolist()
