@@ -360,6 +360,10 @@ def test_image_store_input_equals_folder_input(tiny_sd, images, tmp_path):
     assert torch.equal(read_style(from_folder)[1], read_style(from_store)[1])
     assert torch.equal(read_style(from_store)[1], read_style(from_path)[1])
     assert report(from_path)["latent_cache"]["encoded"] == 0  # the store's entries, cached by the run before
+    with data.ImageStoreWriter(tmp_path / "empty", source.classes):
+        pass
+    with pytest.raises(ValueError, match="holds no images"):
+        invert_style(tiny_sd, tmp_path / "empty", tmp_path / "empty.safetensors", **kw)
 
 
 def test_bf16_mixed_precision_path_on_cpu(tiny_sd, images, tmp_path):
