@@ -220,14 +220,16 @@ def interleaved_steps_per_second(contenders: dict, device: torch.device, *, roun
 
 
 def run_case(args, model, source, tmp: Path) -> list[dict]:
+    from bridgedfast.invert.train import auto_dtype
+
     device = torch.device(args.device)
-    weight_dtype = torch.float32 if device.type == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    weight_dtype = auto_dtype(args.dtype, device)
     pipe = load_pipeline(model, torch_dtype=weight_dtype).to(device)
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
     pipe32 = pipe if weight_dtype == torch.float32 else load_pipeline(model, torch_dtype=torch.float32).to(device)
     with contextlib.ExitStack() as stack:
-        ours = stack.enter_context(ours_trainer(pipe, source, args, cache_root=tmp / "cache"))
+        ours = stack.enter_context(ours_trainer(pipe, source, args, dtype=weight_dtype, cache_root=tmp / "cache"))
         ours_name = f"bridgedfast ({str(ours.dtype).removeprefix('torch.')}, cached latents, one-row token)"
         contenders = {ours_name: stepper(ours)}
         if pipe32 is not pipe:
@@ -249,7 +251,7 @@ def run_case(args, model, source, tmp: Path) -> list[dict]:
 
 # pytest-benchmark entry points (CPU, tiny model)
 def _tiny_args(**kw):
-    return argparse.Namespace(device="cpu", batch=4, resolution=32, images=8, gradient_checkpointing=False, compile=False, **kw)
+    return argparse.Namespace(device="cpu", batch=4, resolution=32, images=8, dtype="auto", gradient_checkpointing=False, compile=False, **kw)
 
 
 def test_invert_step_ours(benchmark, tmp_path):
@@ -280,6 +282,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing turns per side")
     ap.add_argument("--round-time", type=float, default=2.0, help="seconds per turn")
+    ap.add_argument("--dtype", default="auto", help="our dtype: auto (bf16 on GPU, fp32 on CPU), fp32, fp16, bf16")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile our UNet")
     args = ap.parse_args()
