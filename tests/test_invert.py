@@ -250,18 +250,39 @@ def test_resume_continues_to_the_uninterrupted_result(tiny_sd, images, tmp_path)
         ({"templates": ["a photo of {class}"]}, ValueError, "must contain"),
         ({"resume": "nowhere.safetensors"}, FileNotFoundError, "to resume from does not exist"),
         ({"dtype": "fp64"}, ValueError, "unknown dtype"),
+        ({"out": "folder.safetensors"}, ValueError, "is a folder"),
+        ({"flip_p": 1.5}, ValueError, "flip_p must be in"),
+        ({"lr": -1.0}, ValueError, "lr must be a positive number"),
+        ({"lr_schedule": "linear"}, ValueError, "unknown lr_schedule"),
+        ({"warmup_steps": -1}, ValueError, "warmup_steps must be"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be"),
+        ({"seed": "x"}, ValueError, "seed must be an integer"),
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive integer"),
     ],
 )
 def test_bad_input_gives_a_clear_error(tiny_sd, images, tmp_path, change, error, match):
     (tmp_path / "empty" / "cat").mkdir(parents=True)
+    (tmp_path / "folder.safetensors").mkdir()
     args = {"model": tiny_sd, "data": images, "out": tmp_path / "style.safetensors"}
-    paths = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "style.pt": tmp_path / "style.pt"}
+    paths = {k: tmp_path / k for k in ("missing", "empty", "style.pt", "folder.safetensors")}
     for key, value in change.items():
         args[key] = paths.get(value, value) if isinstance(value, str) else value
     model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
     with pytest.raises(error, match=match):
         invert_style(model, data, out, **{"steps": 1, "token": TOKEN, **FAST, **args})
     assert not (tmp_path / "style.safetensors").exists()
+
+
+def test_damaged_image_or_checkpoint_is_named(tiny_sd, images, tmp_path):
+    pipe = stock_pipeline(tiny_sd)
+    data = copy_images(images, tmp_path / "data")
+    (data / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image .*broken.png"):
+        invert_style(pipe, data, tmp_path / "a.safetensors", token=TOKEN, steps=1, **FAST)
+    (tmp_path / "b.ckpt.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="b.ckpt.safetensors.* is not a bridgedfast style checkpoint"):
+        invert_style(pipe, images, tmp_path / "b.safetensors", token=TOKEN, steps=1, **FAST)
+    assert not (tmp_path / "a.safetensors").exists() and not (tmp_path / "b.safetensors").exists()
 
 
 def test_an_existing_added_token_is_refused(tiny_sd, images, trained, tmp_path):
