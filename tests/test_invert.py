@@ -375,21 +375,22 @@ def test_image_store_input_equals_folder_input(tiny_sd, images, tmp_path):
         for i in range(len(source)):
             writer.add(source.image(i), source.label(i))
     kw = dict(token=TOKEN, steps=1, lr=5e-3, cache_dir=tmp_path / "c", **FAST)
-    from_folder = invert_style(tiny_sd, images, tmp_path / "folder.safetensors", **kw)
-    from_store = invert_style(tiny_sd, data.ImageStore(tmp_path / "store"), tmp_path / "store.safetensors", **kw)
-    from_path = invert_style(tiny_sd, tmp_path / "store", tmp_path / "path.safetensors", **kw)
+    pipe = stock_pipeline(tiny_sd)
+    from_folder = invert_style(pipe, images, tmp_path / "folder.safetensors", **kw)
+    from_store = invert_style(pipe, data.ImageStore(tmp_path / "store"), tmp_path / "store.safetensors", **kw)
+    from_path = invert_style(pipe, tmp_path / "store", tmp_path / "path.safetensors", **kw)
     assert torch.equal(read_style(from_folder)[1], read_style(from_store)[1])
     assert torch.equal(read_style(from_store)[1], read_style(from_path)[1])
     assert report(from_path)["latent_cache"]["encoded"] == 0  # the store's entries, cached by the run before
     with data.ImageStoreWriter(tmp_path / "empty", source.classes):
         pass
     with pytest.raises(ValueError, match="holds no images"):
-        invert_style(tiny_sd, tmp_path / "empty", tmp_path / "empty.safetensors", **kw)
+        invert_style(pipe, tmp_path / "empty", tmp_path / "empty.safetensors", **kw)
 
 
 def test_bf16_mixed_precision_path_on_cpu(tiny_sd, images, tmp_path):
     """The GPU recipe (frozen models loaded in bf16, autocast, fp32 token) on the CPU."""
-    kw = dict(token=TOKEN, steps=2, lr=5e-3, cache_dir=tmp_path / "c", **FAST)
+    kw = dict(token=TOKEN, steps=1, lr=5e-3, cache_dir=tmp_path / "c", **FAST)
     bf16 = invert_style(tiny_sd, images, tmp_path / "bf16.safetensors", dtype="bf16", **kw)
     fp32 = invert_style(tiny_sd, images, tmp_path / "fp32.safetensors", dtype="fp32", **kw)
     assert report(bf16)["config"]["dtype"] == "bfloat16"
