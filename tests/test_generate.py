@@ -270,6 +270,20 @@ def test_style_token_changes_the_prompt_embedding_and_loads(tiny_sd, stock, tmp_
     assert read_store(tmp_path / "out2")[2][0]["prompt"] == "<dataset-style> photo of a cat"
 
 
+def test_style_file_from_invert_style_loads(tiny_sd, tmp_path):
+    from bridgedfast.invert import invert_style
+    from bridgedfast.testing import image_folder
+
+    real = image_folder(tmp_path / "real", ["cat", "dog"], per_class=2)
+    style = invert_style(str(tiny_sd), real, tmp_path / "style.safetensors", steps=2, resolution=SIZE, device="cpu",
+                         progress=False, cache_dir=tmp_path / "cache")
+    g = Generator(tiny_sd, device="cpu")
+    g.generate(["cat"], 1, tmp_path / "out", style=style, steps=2, height=SIZE, width=SIZE, progress=False)
+    _, _, metas = read_store(tmp_path / "out")
+    assert metas[0]["prompt"] == "a photo of a cat in the style of <dataset-style>"
+    assert "<dataset-style>" in g.pipe.tokenizer.get_vocab()
+
+
 # -- ONNX export and the TensorRT boundary ------------------------------------------------------------------
 def test_onnx_export_matches_pytorch_unet_on_onnxruntime(gen, tmp_path):
     pytest.importorskip("onnx")
