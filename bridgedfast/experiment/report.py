@@ -101,7 +101,7 @@ def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, 
     gen = timings.get("generate")
     if gen:
         t_rows.append(["generation", f"{_fmt(gen.get('images'), 0)} images in {_fmt(gen.get('seconds'), 1)} s",
-                       f"{_fmt(gen.get('images_per_second'))} images/s, UNet {_fmt(gen.get('unet_its_per_second'))} it/s"])
+                       f"{_fmt(gen.get('images_per_s'))} images/s, UNet {_fmt(gen.get('unet_its'))} it/s"])
     style = timings.get("style")
     if style:
         sps = style.get("steps_per_second") or (style["steps"] / style["seconds"] if style.get("seconds") else None)

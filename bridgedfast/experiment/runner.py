@@ -263,13 +263,9 @@ class ExperimentRunner:
 
 
 def _report_dict(report: Any) -> dict:
-    if hasattr(report, "to_dict"):
-        return report.to_dict()
-    if hasattr(report, "__dataclass_fields__"):
-        import dataclasses
+    import dataclasses
 
-        return dataclasses.asdict(report)
-    return dict(report)
+    return dataclasses.asdict(report)
 
 
 def _jsonable(obj: Any) -> dict:
