@@ -68,7 +68,9 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) 
         state.setdefault(int(pid), {})[key] = value
     for pid, entries in meta.get("scalars", {}).items():
         state.setdefault(int(pid), {}).update(entries)
-    return {"state": state, "param_groups": meta["param_groups"]}
+    # JSON turned tuples (AdamW's betas) into lists; give the optimiser back what it saved.
+    groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
 
 
 def save_checkpoint(

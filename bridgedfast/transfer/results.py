@@ -28,8 +28,10 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str = "
         for i in starts:
             if i > 0:
                 ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
-            ax.annotate(f"{history[i]['stage']} ({history[i]['data']})", xy=(i + 0.6, 1.0), xycoords=("data", "axes fraction"),
-                        va="top", fontsize=8, color="grey")
+            label = ax.annotate(f"{history[i]['stage']} ({history[i]['data']})", xy=(i + 0.6, 0.98),
+                                xycoords=("data", "axes fraction"), va="top", fontsize=8, color="grey")
+            label.set_in_layout(False)
+        ax.set_xlim(0.5, len(history) + 0.5)
         ax.set_xlabel("epoch (all stages)")
         ax.grid(alpha=0.3)
         ax.legend(loc="center right")

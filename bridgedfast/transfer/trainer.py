@@ -197,7 +197,10 @@ class _Run:
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        model = create_model(self.cfg.model, self.num_classes, self.cfg.pretrained)
+        # Random init (the whole model, or the new head of pretrained weights) is part of the run's seed.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed("init", self.cfg.seed))
+            model = create_model(self.cfg.model, self.num_classes, self.cfg.pretrained)
         self.data_cfg = data_config(model, self.cfg.image_size)
         if self.cfg.crop_pct is not None:
             self.data_cfg["crop_pct"] = self.cfg.crop_pct
@@ -524,6 +527,7 @@ class _Run:
                       "stage1_model": "model_stage1.safetensors" if any(s["data"] == "synthetic" for s in self.stage_summaries) else None,
                       "split": "split.json" if cfg.shots is not None else None},
         }
+        results = _jsonable(results)
         if self.info.is_main:
             from safetensors.torch import save_file
 
