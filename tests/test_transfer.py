@@ -73,7 +73,7 @@ class FakeLoader:
     """Contract stand-in: proportional or fixed synthetic share, global batches split across ranks."""
 
     def __init__(self, real, synthetic=None, *, batch_size, synthetic_fraction=None, augment, device, seed=0,
-                 drop_last=True, rank=0, world_size=1, **kw):
+                 drop_last=True, rank=0, world_size=1, classes=None, **kw):
         self.real, self.synthetic, self.batch, self.fraction = real, synthetic, batch_size, synthetic_fraction
         self.augment, self.seed, self.rank, self.world = augment, seed, rank, world_size
         self.epoch = 0
@@ -143,10 +143,11 @@ def fakes(monkeypatch):
     monkeypatch.setattr(tdata, "open_store", open_store)
     monkeypatch.setattr(tdata, "write_subset", write_subset)
     monkeypatch.setattr(tdata, "open_subset", lambda path, expected: subsets[str(path)])
-    monkeypatch.setattr(tdata, "make_train_loader", lambda *a, workers=None, **kw: FakeLoader(*a, **kw))
-    monkeypatch.setattr(tdata, "make_train_augment", lambda size, *, scale, ratio, hflip, mean, std: FakeAugment(size, mean, std, hflip))
-    monkeypatch.setattr(tdata, "make_eval_augment", lambda size, *, crop_pct, mean, std: FakeAugment(size, mean, std))
-    monkeypatch.setattr(tdata, "make_mixup", lambda stage, n: FakeMixup(n, stage.label_smoothing))
+    monkeypatch.setattr(tdata, "make_train_loader", lambda *a, workers=None, cache_on_device=False, **kw: FakeLoader(*a, **kw))
+    monkeypatch.setattr(tdata, "make_train_augment",
+                        lambda size, *, scale, ratio, hflip, mean, std, channels_last: FakeAugment(size, mean, std, hflip))
+    monkeypatch.setattr(tdata, "make_eval_augment", lambda size, *, crop_pct, mean, std, channels_last: FakeAugment(size, mean, std))
+    monkeypatch.setattr(tdata, "make_mixup", lambda stage, n, seed: FakeMixup(n, stage.label_smoothing))
     created.clear()
     return stores
 

@@ -111,6 +111,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop-pct", type=float, metavar="X", help="eval centre-crop fraction (default: the model's, e.g. 0.875)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     g.add_argument("--workers", type=int, metavar="N", help="loader worker threads (default: the loader's)")
+    g.add_argument("--cache-on-device", choices=["no", "yes", "auto"], default="no",
+                   help="loader keeps the decoded stores on the device (auto: on CUDA when they fit in half its free memory)")
     g.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], default="auto",
                    help="mixed precision: auto = bf16 on CUDA (fp16 with a grad scaler without bf16), none on CPU")
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -148,7 +150,7 @@ def build_config(args: argparse.Namespace):
         model=args.model, real_train=args.real_train, real_test=args.real_test, out=args.out, mode=args.mode,
         synthetic=args.synthetic, shots=args.shots, split_seed=args.split_seed, pretrained=args.pretrained,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, device=args.device,
-        seed=args.seed, workers=args.workers, synthetic_fraction=args.synthetic_fraction, stage1=stages[1], stage2=stages[2],
+        seed=args.seed, workers=args.workers, cache_on_device={"no": False, "yes": True, "auto": "auto"}[args.cache_on_device], synthetic_fraction=args.synthetic_fraction, stage1=stages[1], stage2=stages[2],
         amp=args.amp, channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
         train_scale=args.train_scale, train_ratio=args.train_ratio, hflip=args.hflip, crop_pct=args.crop_pct,
         eval_batch_size=args.eval_batch_size, eval_every=args.eval_every, progress=args.progress,

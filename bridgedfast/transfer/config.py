@@ -74,6 +74,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     workers: int | None = None             # loader worker threads; None: the loader's default
+    cache_on_device: bool | str = False    # loader keeps decoded stores on the device (True/False/"auto")
     synthetic_fraction: float | None = None  # mixed: None = proportional to the stores' sizes
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
@@ -122,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers!r}")
         if self.lr is not None and not self.lr >= 0:
             raise ValueError(f"lr must be >= 0, got {self.lr!r}")
+        if self.cache_on_device not in (True, False, "auto"):
+            raise ValueError(f"cache-on-device must be true, false or auto, got {self.cache_on_device!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"unknown amp {self.amp!r}: use one of {', '.join(AMP_MODES)}")
         if self.synthetic_fraction is not None:

@@ -5,7 +5,6 @@ Everything here goes through the public `bridgedfast.data` / `bridgedfast.augmen
 from __future__ import annotations
 
 import concurrent.futures
-import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -13,7 +12,7 @@ import torch
 
 from ..packed import PackedImages
 
-__all__ = ["open_store", "match_classes", "make_train_loader", "make_train_augment", "make_eval_augment", "iterate_eval"]
+__all__ = ["open_store", "check_classes", "make_train_loader", "make_train_augment", "make_eval_augment", "iterate_eval"]
 
 
 def open_store(path: str | Path, what: str):
@@ -52,72 +51,60 @@ def open_subset(path: Path, expected: int) -> Any:
     return store
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name).strip().lower()
-
-
-def match_classes(real: Sequence[str], synthetic: Sequence[str]) -> torch.Tensor | None:
-    """Maps synthetic labels to real labels by class name (exact, else ignoring case, spaces,
-    '_' and '-'). None when the synthetic store already uses the real labels. Every real class
-    needs synthetic images and no synthetic class may be unknown: both are errors naming them."""
-    real, synthetic = list(real), list(synthetic)
-    if real == synthetic:
-        return None
-    exact = {name: i for i, name in enumerate(real)}
-    loose = {_normalise(name): i for i, name in enumerate(real)}
-    mapping, unknown = [], []
-    for name in synthetic:
-        idx = exact.get(name, loose.get(_normalise(name)))
-        if idx is None:
-            unknown.append(name)
-        mapping.append(-1 if idx is None else idx)
-    missing = [name for i, name in enumerate(real) if i not in mapping]
+def check_classes(real: Sequence[str], synthetic: Sequence[str]) -> None:
+    """The synthetic store must hold images of every real class and of no other class, matched
+    by exact name (the loader maps synthetic labels to the real ones by name): errors name them."""
+    real_set, syn_set = set(real), set(synthetic)
 
     def few(names: list[str]) -> str:
         return ", ".join(repr(n) for n in names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
 
+    unknown = [c for c in synthetic if c not in real_set]
     if unknown:
-        raise ValueError(f"synthetic store has classes that the real store lacks: {few(unknown)}")
+        raise ValueError(f"synthetic store has classes that the real store lacks: {few(unknown)} "
+                         "(classes are matched by exact name)")
+    missing = [c for c in real if c not in syn_set]
     if missing:
-        raise ValueError(f"synthetic store has no images for real classes {few(missing)}")
-    if len(set(mapping)) != len(mapping):
-        raise ValueError("synthetic store has two classes that map to the same real class by name")
-    return torch.tensor(mapping, dtype=torch.int64)
+        raise ValueError(f"synthetic store has no class for real classes {few(missing)} (classes are matched by exact name)")
 
 
 def make_train_augment(image_size: int, *, scale: tuple[float, float], ratio: tuple[float, float], hflip: float,
-                       mean: Sequence[float], std: Sequence[float]) -> Any:
+                       mean: Sequence[float], std: Sequence[float], channels_last: bool = False) -> Any:
     from ..augment import TrainAugment
 
-    return TrainAugment(image_size, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip, mean=tuple(mean), std=tuple(std))
+    return TrainAugment(image_size, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip, mean=tuple(mean), std=tuple(std),
+                        channels_last=channels_last)
 
 
-def make_eval_augment(image_size: int, *, crop_pct: float, mean: Sequence[float], std: Sequence[float]) -> Any:
+def make_eval_augment(image_size: int, *, crop_pct: float, mean: Sequence[float], std: Sequence[float],
+                      channels_last: bool = False) -> Any:
     from ..augment import EvalAugment
 
-    return EvalAugment(image_size, resize=int(round(image_size / crop_pct)), mean=tuple(mean), std=tuple(std))
+    return EvalAugment(image_size, resize=max(image_size, int(image_size / crop_pct)), mean=tuple(mean), std=tuple(std),
+                       channels_last=channels_last)
 
 
-def make_mixup(stage: Any, num_classes: int) -> Any:
+def make_mixup(stage: Any, num_classes: int, seed: int) -> Any:
+    """bridgedfast.augment.Mixup (timm.data.Mixup's arguments), drawing from its own seeded generator."""
     from ..augment import Mixup
 
     return Mixup(
         mixup_alpha=stage.mixup_alpha, cutmix_alpha=stage.cutmix_alpha, prob=stage.mixup_prob,
-        switch_prob=stage.mixup_switch_prob, mode="batch", label_smoothing=stage.label_smoothing, num_classes=num_classes,
+        switch_prob=stage.mixup_switch_prob, mode="batch", label_smoothing=stage.label_smoothing,
+        num_classes=num_classes, seed=seed,
     )
 
 
-def make_train_loader(real: Any, synthetic: Any | None, *, batch_size: int, synthetic_fraction: float | None,
-                      augment: Any, device: torch.device, seed: int, rank: int, world_size: int,
-                      workers: int | None) -> Any:
-    """A MixedLoader yielding (images, targets, is_synthetic). `batch_size` is per rank."""
+def make_train_loader(real: Any, synthetic: Any | None, *, classes: Sequence[str], batch_size: int,
+                      synthetic_fraction: float | None, augment: Any, device: torch.device, seed: int, rank: int,
+                      world_size: int, workers: int | None, cache_on_device: bool | str = False) -> Any:
+    """A MixedLoader yielding (images, targets, is_synthetic); `batch_size` is per rank and
+    targets index `classes` (stores are matched to them by name)."""
     from ..data import MixedLoader
 
-    kwargs: dict[str, Any] = {}
-    if workers is not None:
-        kwargs["workers"] = workers
     return MixedLoader(real, synthetic, batch_size=batch_size, synthetic_fraction=synthetic_fraction, augment=augment,
-                       device=device.type, seed=seed, drop_last=True, rank=rank, world_size=world_size, **kwargs)
+                       device=device, seed=seed, drop_last=True, rank=rank, world_size=world_size,
+                       classes=list(classes), workers=workers, cache_on_device=cache_on_device)
 
 
 def iterate_eval(store: Any, indices: torch.Tensor, *, batch_size: int, augment: Any, device: torch.device,

@@ -22,22 +22,34 @@ def _unknown_model(name: str) -> ValueError:
     return ValueError(f"unknown timm model {name!r}{hint}")
 
 
-def create_model(name: str, num_classes: int, pretrained: str = "none") -> nn.Module:
+def _size_kwargs(name: str, image_size: int | None) -> dict[str, Any]:
+    """Models with a fixed input size (ViTs' position embeddings) are built for `image_size`;
+    timm resamples pretrained position embeddings to it."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if image_size is None or cfg is None or not getattr(cfg, "fixed_input_size", False):
+        return {}
+    return {} if cfg.input_size[-1] == image_size else {"img_size": image_size}
+
+
+def create_model(name: str, num_classes: int, pretrained: str = "none", image_size: int | None = None) -> nn.Module:
     """A timm model with a `num_classes` head. `pretrained`: 'timm' (timm's ImageNet weights from
     the Hugging Face hub or its local cache), 'none' (random init) or a weights file
     (.safetensors, or a .pt/.pth/.bin state dict). Weights that cannot be had raise; there is no
-    silent fallback to random init."""
+    silent fallback to random init. `image_size` matters only to fixed-input-size models (ViT)."""
     import timm
 
     if not isinstance(name, str) or not timm.is_model(name):
         raise _unknown_model(str(name))
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    size = _size_kwargs(name, image_size)
     if pretrained == "timm":
         if not timm.is_model_pretrained(name):
             raise ValueError(f"timm has no pretrained weights for {name!r}; use --pretrained FILE or --pretrained none")
         try:
-            return timm.create_model(name, pretrained=True, num_classes=num_classes)
+            return timm.create_model(name, pretrained=True, num_classes=num_classes, **size)
         except Exception as exc:  # no network and not cached, gated repo, corrupt download...
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise FileNotFoundError(
@@ -45,7 +57,7 @@ def create_model(name: str, num_classes: int, pretrained: str = "none") -> nn.Mo
                 "they come from the Hugging Face hub or its local cache - pass --pretrained FILE with a local "
                 "weights file, or --pretrained none for random init"
             ) from exc
-    model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, **size)
     if pretrained == "none" or pretrained is None:
         return model
     load_weights_file(model, pretrained)

@@ -36,7 +36,7 @@ from . import data as _data
 __all__ = ["train", "RUNTIME_KEYS", "head_reset_seed"]
 
 # Options that say how to run, not what to compute: they may change when resuming a run.
-RUNTIME_KEYS = ("out", "device", "workers", "progress", "compile", "eval_batch_size")
+RUNTIME_KEYS = ("out", "device", "workers", "progress", "compile", "eval_batch_size", "cache_on_device")
 
 # Test hook: SIGKILL this process when it reaches this (run-global, 1-based) optimiser step.
 _KILL_ENV = "BRIDGEDFAST_TEST_KILL_AT_STEP"
@@ -159,10 +159,9 @@ class _Run:
                              f"({len(self.real_test.classes)} vs {len(self.classes)}; they must be the same names in the same order)")
         self.num_classes = len(self.classes)
         self.synthetic = None
-        self.syn_map = None
         if cfg.mode != "vanilla":
             self.synthetic = _data.open_store(cfg.synthetic, "--synthetic")
-            self.syn_map = _data.match_classes(self.classes, self.synthetic.classes)
+            _data.check_classes(self.classes, self.synthetic.classes)
         if cfg.shots is not None:
             self.train_indices = few_shot_split(self.real_train.labels, cfg.shots, cfg.split_seed, self.classes)
         else:
@@ -200,7 +199,7 @@ class _Run:
         # Random init (the whole model, or the new head of pretrained weights) is part of the run's seed.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed("init", self.cfg.seed))
-            model = create_model(self.cfg.model, self.num_classes, self.cfg.pretrained)
+            model = create_model(self.cfg.model, self.num_classes, self.cfg.pretrained, self.cfg.image_size)
         self.data_cfg = data_config(model, self.cfg.image_size)
         if self.cfg.crop_pct is not None:
             self.data_cfg["crop_pct"] = self.cfg.crop_pct
@@ -271,21 +270,18 @@ class _Run:
 
     # ------------------------------------------------------------------ training
     def stage_loader(self, name: str, data: str, s: StageConfig, real_store: Any):
-        per_rank = s.batch_size // self.info.world_size
         seed = derive_seed("loader", self.cfg.seed, name)
-        if data == "synthetic":
-            loader = _data.make_train_loader(real_store, self.synthetic, batch_size=per_rank, synthetic_fraction=1.0,
-                                             augment=self.train_augment, device=self.device, seed=seed, rank=self.info.rank,
-                                             world_size=self.info.world_size, workers=self.cfg.workers)
-        elif data == "real":
-            loader = _data.make_train_loader(real_store, None, batch_size=per_rank, synthetic_fraction=None,
-                                             augment=self.train_augment, device=self.device, seed=seed, rank=self.info.rank,
-                                             world_size=self.info.world_size, workers=self.cfg.workers)
-        else:
-            loader = _data.make_train_loader(real_store, self.synthetic, batch_size=per_rank,
-                                             synthetic_fraction=self.cfg.synthetic_fraction, augment=self.train_augment,
-                                             device=self.device, seed=seed, rank=self.info.rank,
-                                             world_size=self.info.world_size, workers=self.cfg.workers)
+        # Stage 1 keeps the real store in the loader (fraction 1.0) so is_synthetic stays meaningful.
+        synthetic, fraction = {"synthetic": (self.synthetic, 1.0), "real": (None, None),
+                               "real+synthetic": (self.synthetic, self.cfg.synthetic_fraction)}[data]
+        try:
+            loader = _data.make_train_loader(
+                real_store, synthetic, classes=self.classes, batch_size=s.batch_size // self.info.world_size,
+                synthetic_fraction=fraction, augment=self.train_augment, device=self.device, seed=seed,
+                rank=self.info.rank, world_size=self.info.world_size, workers=self.cfg.workers,
+                cache_on_device=self.cfg.cache_on_device)
+        except ValueError as exc:
+            raise ValueError(f"{name} ({data}): {exc}") from exc
         if len(loader) == 0:
             raise ValueError(f"{name}: batch size {s.batch_size} is larger than its {data} training images; "
                              f"use a smaller --batch-size (or --{name}-batch-size)")
@@ -299,13 +295,11 @@ class _Run:
 
     def train_epoch(self, si: int, name: str, data: str, s: StageConfig, epoch: int, ctx: dict[str, Any]) -> dict[str, Any]:
         cfg, info = self.cfg, self.info
-        model, opt, scaler, loader, mixup = ctx["train_model"], ctx["optimizer"], ctx["scaler"], ctx["loader"], ctx["mixup"]
+        model, opt, scaler, loader = ctx["train_model"], ctx["optimizer"], ctx["scaler"], ctx["loader"]
         steps, total, warmup = ctx["steps_per_epoch"], ctx["total_steps"], ctx["warmup_steps"]
         model.train()
         torch.manual_seed(derive_seed("dropout", cfg.seed, si, epoch, info.rank))
-        if mixup is not None and hasattr(mixup, "set_generator"):
-            mixup.set_generator(torch.Generator().manual_seed(derive_seed("mixup", cfg.seed, si, epoch, info.rank)))
-        mixup_gen = torch.Generator().manual_seed(derive_seed("mixup", cfg.seed, si, epoch, info.rank))
+        mixup = _data.make_mixup(s, self.num_classes, derive_seed("mixup", cfg.seed, si, epoch, info.rank)) if s.mixup_enabled else None
         stats = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss sum, correct, images, synthetic images
         passes = math.ceil(steps / len(loader))
         from tqdm import tqdm
@@ -323,13 +317,11 @@ class _Run:
                     images = images.contiguous(memory_format=torch.channels_last)
                 targets = targets.to(self.device, non_blocking=True)
                 is_syn = is_syn.to(self.device, non_blocking=True)
-                if self.syn_map is not None:
-                    targets = torch.where(is_syn, ctx["syn_map"][targets], targets)
                 factor = lr_factor(ctx["stage_step"], total, warmup, s.min_lr_ratio)
                 for g in opt.param_groups:
                     g["lr"] = g["base_lr"] * factor
                 if mixup is not None:
-                    images, soft = _call_mixup(mixup, images, targets, mixup_gen)
+                    images, soft = mixup(images, targets)
                 with self.autocast():
                     logits = model(images)
                 if mixup is not None:
@@ -399,8 +391,9 @@ class _Run:
         barrier(info)
         mean, std, size = self.data_cfg["mean"], self.data_cfg["std"], self.data_cfg["image_size"]
         self.train_augment = _data.make_train_augment(size, scale=cfg.train_scale, ratio=cfg.train_ratio, hflip=cfg.hflip,
-                                                      mean=mean, std=std)
-        self.eval_augment = _data.make_eval_augment(size, crop_pct=self.data_cfg["crop_pct"], mean=mean, std=std)
+                                                      mean=mean, std=std, channels_last=self.channels_last)
+        self.eval_augment = _data.make_eval_augment(size, crop_pct=self.data_cfg["crop_pct"], mean=mean, std=std,
+                                                    channels_last=self.channels_last)
         real_store = self.subset_store()
 
         resumed = load_checkpoint(self.out / "checkpoint")
@@ -473,10 +466,8 @@ class _Run:
             "train_model": self.wrap(model), "optimizer": self.make_optimizer(model, s), "loader": loader,
             "loader_seed": loader_seed,
             "scaler": torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None,
-            "mixup": _data.make_mixup(s, self.num_classes) if s.mixup_enabled else None,
             "steps_per_epoch": steps, "total_steps": total, "stage_step": 0,
             "warmup_steps": min(int(round(s.warmup_epochs * steps)), max(0, total - 1)),
-            "syn_map": None if self.syn_map is None else self.syn_map.to(self.device),
         }
 
     def summarise(self, si: int, name: str, data: str, s: StageConfig, head: str, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -511,7 +502,6 @@ class _Run:
                 "real_test": str(Path(cfg.real_test).resolve()), "real_test_images": len(self.test_indices),
                 "synthetic": str(Path(cfg.synthetic).resolve()) if self.synthetic is not None else None,
                 "synthetic_images": len(self.synthetic) if self.synthetic is not None else None,
-                "synthetic_class_map": None if self.syn_map is None else self.syn_map.tolist(),
                 "image_size": self.data_cfg["image_size"], "mean": self.data_cfg["mean"], "std": self.data_cfg["std"],
                 "eval_crop_pct": self.data_cfg["crop_pct"],
             },
@@ -547,6 +537,3 @@ class _Run:
 def _model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
-
-def _call_mixup(mixup: Any, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
-    return mixup(images, targets)
