@@ -379,7 +379,7 @@ def test_out_folder_with_foreign_files_is_refused(fakes, tmp_path):
         (dict(mode="bridged", synthetic="nowhere"), FileNotFoundError, "--synthetic store 'nowhere' does not exist"),
         (dict(real_test="missing"), FileNotFoundError, "--real-test store 'missing' does not exist"),
         (dict(pretrained="/no/such/weights.safetensors"), FileNotFoundError, "pretrained weights '/no/such/weights.safetensors' not found"),
-        (dict(batch_size=30), ValueError, "batch size 30 is larger than its real training images"),
+        (dict(batch_size=30), ValueError, "batch size 30 is larger than its 18 real training images"),
     ],
 )
 def test_bad_options_fail_before_writing_anything(fakes, tmp_path, kw, error, match):

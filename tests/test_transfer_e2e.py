@@ -159,9 +159,10 @@ def test_ddp_two_cpu_processes_match_one(stores, tmp_path):
         ("bridged", ["--synthetic", ""], "mode 'bridged' needs a synthetic store (--synthetic STORE)"),
         ("bridged", ["--synthetic", "/nonexistent/store"], "--synthetic store '/nonexistent/store' does not exist"),
         ("vanilla", ["--stage1-epochs", "3"], "--stage1-epochs: mode vanilla has no synthetic stage 1"),
-        ("vanilla", ["--batch-size", "30"], "batch size 30 is larger than its real training images"),
+        ("vanilla", ["--batch-size", "30"], "batch size 30 is larger than its 24 real training images"),
         ("bridged++", ["--batch-size", "7"], "even batch size"),
         ("mixed", ["--synthetic-fraction", "1.5"], "synthetic-fraction must be in (0, 1)"),
+        ("mixed", ["--synthetic-fraction", "0.01"], "synthetic-fraction 0.01 of a batch of 8 per process gives 0"),
     ],
 )
 def test_bad_options_exit_2_with_one_clear_line(stores, tmp_path, capsys, mode, extra, message):

@@ -283,15 +283,30 @@ class _Run:
         except ValueError as exc:
             raise ValueError(f"{name} ({data}): {exc}") from exc
         if len(loader) == 0:
-            raise ValueError(f"{name}: batch size {s.batch_size} is larger than its {data} training images; "
-                             f"use a smaller --batch-size (or --{name}-batch-size)")
+            raise ValueError(f"{name}: the loader has no full batch of {s.batch_size} {data} images")
         return loader, seed
 
-    def check_batch(self, name: str, s: StageConfig) -> None:
-        if s.batch_size % self.info.world_size:
-            raise ValueError(f"{name} batch size {s.batch_size} is not divisible by the {self.info.world_size} processes")
-        if s.mixup_enabled and (s.batch_size // self.info.world_size) % 2:
-            raise ValueError(f"{name} uses Mixup, which needs an even batch per process, got {s.batch_size // self.info.world_size}")
+    def check_batch(self, name: str, data: str, s: StageConfig) -> None:
+        """The loader's batch arithmetic, checked before anything is written."""
+        world = self.info.world_size
+        if s.batch_size % world:
+            raise ValueError(f"{name} batch size {s.batch_size} is not divisible by the {world} processes")
+        per_rank = s.batch_size // world
+        if s.mixup_enabled and per_rank % 2:
+            raise ValueError(f"{name} uses Mixup, which needs an even batch per process, got {per_rank}")
+        n_real, n_syn = len(self.train_indices), len(self.synthetic) if self.synthetic is not None else 0
+        fraction = self.cfg.synthetic_fraction if data == "real+synthetic" else None
+        if fraction is not None:
+            k = round(fraction * per_rank)
+            if not 0 < k < per_rank:
+                raise ValueError(f"synthetic-fraction {fraction} of a batch of {per_rank} per process gives {k} synthetic "
+                                 "images per batch; use a larger batch or another fraction")
+            images, per_batch = n_real, per_rank - k
+        else:
+            images, per_batch = {"synthetic": n_syn, "real": n_real, "real+synthetic": n_real + n_syn}[data], per_rank
+        if (images // world) // per_batch == 0:
+            raise ValueError(f"{name}: batch size {s.batch_size} is larger than its {images} {data} training images; "
+                             f"use a smaller --batch-size (or --{name}-batch-size)")
 
     def train_epoch(self, si: int, name: str, data: str, s: StageConfig, epoch: int, ctx: dict[str, Any]) -> dict[str, Any]:
         cfg, info = self.cfg, self.info
@@ -378,8 +393,8 @@ class _Run:
             self.log(f"{self.out} already holds this finished run: test top-1 {100 * finished['test_top1']:.2f}%")
             return finished
         self.open_data()
-        for name, _, s in cfg.stages():
-            self.check_batch(name, s)
+        for name, data, s in cfg.stages():
+            self.check_batch(name, data, s)
         model = self.build_model()
         # Every check has passed: only now does anything get written.
         if info.is_main:
