@@ -298,7 +298,7 @@ def test_bridged_pp_resets_the_head_and_bridged_keeps_it(fakes, tmp_path):
     fresh.reset_classifier(3)
     assert torch.equal(pp_final["fc.weight"], fresh.fc.weight) and torch.equal(pp_final["fc.bias"], fresh.fc.bias)
     res = json.loads((tmp_path / "bridged++/out/results.json").read_text())
-    assert [s["head"] for s in res["stages"]] == ["pretrained", "reset"]
+    assert [s["head"] for s in res["stages"]] == ["initial", "reset"]
 
 
 def test_few_shot_run_records_its_split(fakes, tmp_path):

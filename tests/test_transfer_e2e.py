@@ -114,6 +114,34 @@ def test_bridged_pp_head_is_fresh_and_few_shot_split_is_recorded(stores, tmp_pat
     assert res["stages"][1]["images"] == {"real": 8, "synthetic": 0}  # 9 shots, batch 8, drop_last
 
 
+def _hand_leep(model, store, size):
+    from bridgedfast.augment import EvalAugment
+    from bridgedfast.transfer import leep
+
+    model.eval()
+    aug = EvalAugment(size, resize=int(size / model.pretrained_cfg["crop_pct"]), mean=model.pretrained_cfg["mean"],
+                      std=model.pretrained_cfg["std"])
+    with torch.no_grad():
+        probs = torch.softmax(model(aug([store.image(i) for i in range(len(store))], None)), dim=1)
+    return leep(probs, store.labels, num_classes=len(store.classes))
+
+
+def test_leep_of_the_pretrained_and_the_stage1_model(stores, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    source = timm.create_model(MODEL, num_classes=10)  # a "pretrained" model with its own 10-class head
+    save_file(source.state_dict(), str(tmp_path / "source.safetensors"))
+    res = train(cfg(stores, tmp_path / "out", "bridged", pretrained=str(tmp_path / "source.safetensors")))
+    real = data.ImageStore(stores["real_train"])
+    assert res["leep_pretrained"] == pytest.approx(_hand_leep(source, real, 32), abs=1e-5)
+    stage1 = timm.create_model(MODEL, num_classes=3)
+    stage1.load_state_dict(weights(tmp_path / "out/model_stage1.safetensors"))
+    assert res["leep"] == pytest.approx(_hand_leep(stage1, real, 32), abs=1e-5)
+    assert weights(tmp_path / "out/model.safetensors")["fc.weight"].shape == (3, 96)
+
+
 def test_resume_after_kill_9_matches_an_uninterrupted_run(stores, tmp_path):
     extra = ["--stage1-epochs", "2", "--stage2-epochs", "2"]
     full = run_cli(cli_args(stores, tmp_path / "full", "bridged++", *extra))

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["create_model", "load_weights_file", "classifier_parameters", "param_groups", "reset_head", "data_config"]
+__all__ = ["create_model", "create_source_model", "load_weights_file", "classifier_parameters", "param_groups", "reset_head", "data_config"]
 
 PRETRAINED_CHOICES = ("timm", "none")
 
@@ -62,6 +62,37 @@ def create_model(name: str, num_classes: int, pretrained: str = "none", image_si
         return model
     load_weights_file(model, pretrained)
     return model
+
+
+def create_source_model(name: str, num_classes: int, pretrained: str = "none",
+                        image_size: int | None = None) -> tuple[nn.Module, bool]:
+    """(model, has_source_head): like `create_model`, but the classifier stays the one the
+    pretrained weights came with (ImageNet's 1000 classes for 'timm', the file's for a weights
+    file that holds one), so LEEP can score the source model before fine-tuning. Without one
+    (random init, or a headless file) the head is already a fresh `num_classes` head."""
+    import timm
+
+    if pretrained in ("none", None):
+        return create_model(name, num_classes, "none", image_size), False
+    if pretrained == "timm":
+        if not timm.is_model(name):
+            raise _unknown_model(str(name))
+        cfg = timm.models.get_pretrained_cfg(name)
+        source_classes = getattr(cfg, "num_classes", 0) if cfg is not None else 0
+        if not source_classes:
+            return create_model(name, num_classes, "timm", image_size), False
+        return create_model(name, source_classes, "timm", image_size), True
+    path = Path(pretrained).expanduser()
+    probe = create_model(name, 1, "none", image_size)  # also validates the name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights {str(pretrained)!r} not found (use --pretrained timm, none, or an existing weights file)"
+        )
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in _read_state_dict(path).items()}
+    head_weights = [n for n, t in _classifier_named_tensors(probe) if t.dim() == 2 and n in state and state[n].dim() == 2]
+    if not head_weights:
+        return create_model(name, num_classes, str(path), image_size), False
+    return create_model(name, int(state[head_weights[0]].shape[0]), str(path), image_size), True
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

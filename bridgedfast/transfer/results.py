@@ -79,44 +79,45 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def compare_runs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(runs, groups): one row per run folder (folders are searched for results.json), and
-    groups of runs sharing model, mode and shots with top-1 mean and sample std over seeds."""
+    groups of runs sharing real training store, model, mode and shots, with the top-1 mean and
+    sample standard deviation over their seeds."""
     runs = []
     for folder in _find_runs(paths):
         r = load_results(folder)
         runs.append({
-            "dir": str(folder), "model": r["model"], "mode": r["mode"], "shots": r.get("shots"),
+            "dir": str(folder), "data": Path(r.get("data", {}).get("real_train") or "-").name, "model": r["model"], "mode": r["mode"], "shots": r.get("shots"),
             "seed": r.get("seed"), "test_top1": r["test_top1"], "test_top5": r.get("test_top5"), "leep": r.get("leep"),
         })
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["model"], run["mode"], run["shots"]), []).append(run)
+        groups.setdefault((run["data"], run["model"], run["mode"], run["shots"]), []).append(run)
     rows = []
-    for (model, mode, shots), members in groups.items():
+    for (data, model, mode, shots), members in groups.items():
         mean, std = _mean_std([m["test_top1"] for m in members])
         leeps = [m["leep"] for m in members if m["leep"] is not None]
         rows.append({
-            "model": model, "mode": mode, "shots": shots, "seeds": sorted(m["seed"] for m in members),
+            "data": data, "model": model, "mode": mode, "shots": shots, "seeds": sorted(m["seed"] for m in members),
             "runs": len(members), "top1_mean": mean, "top1_std": std,
             "leep_mean": _mean_std(leeps)[0] if leeps else None,
         })
     order = {m: i for i, m in enumerate(("vanilla", "mixed", "bridged", "bridged++"))}
-    rows.sort(key=lambda r: (r["model"], r["shots"] or 0, order.get(r["mode"], 9)))
+    rows.sort(key=lambda r: (r["data"], r["model"], r["shots"] or 0, order.get(r["mode"], 9)))
     return runs, rows
 
 
 def format_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     """The table `bridgedfast train --compare` prints: every run, then the groups."""
-    lines = [f"{'mode':<10} {'model':<22} {'shots':>5} {'seed':>5} {'top-1':>7} {'top-5':>7} {'LEEP':>8}  run"]
-    for r in sorted(runs, key=lambda r: (r["model"], r["shots"] or 0, r["mode"], r["seed"] or 0)):
+    lines = [f"{'mode':<10} {'data':<14} {'model':<22} {'shots':>5} {'seed':>5} {'top-1':>7} {'top-5':>7} {'LEEP':>8}  run"]
+    for r in sorted(runs, key=lambda r: (r["data"], r["model"], r["shots"] or 0, r["mode"], r["seed"] or 0)):
         top5 = "-" if r["test_top5"] is None else f"{100 * r['test_top5']:.2f}"
         leep = "-" if r["leep"] is None else f"{r['leep']:.3f}"
-        lines.append(f"{r['mode']:<10} {r['model']:<22} {r['shots'] or 'all':>5} {r['seed']!s:>5} "
+        lines.append(f"{r['mode']:<10} {r['data']:<14} {r['model']:<22} {r['shots'] or 'all':>5} {r['seed']!s:>5} "
                      f"{100 * r['test_top1']:7.2f} {top5:>7} {leep:>8}  {r['dir']}")
     lines.append("")
-    lines.append(f"{'mode':<10} {'model':<22} {'shots':>5} {'runs':>4}  {'top-1 mean +- std':>18}  {'LEEP':>8}  seeds")
+    lines.append(f"{'mode':<10} {'data':<14} {'model':<22} {'shots':>5} {'runs':>4}  {'top-1 mean +- std':>18}  {'LEEP':>8}  seeds")
     for g in rows:
         leep = "-" if g["leep_mean"] is None else f"{g['leep_mean']:.3f}"
         stat = f"{100 * g['top1_mean']:.2f} +- {100 * g['top1_std']:.2f}"
-        lines.append(f"{g['mode']:<10} {g['model']:<22} {g['shots'] or 'all':>5} {g['runs']:>4}  {stat:>18}  {leep:>8}  "
-                     f"{','.join(str(s) for s in g['seeds'])}")
+        lines.append(f"{g['mode']:<10} {g['data']:<14} {g['model']:<22} {g['shots'] or 'all':>5} {g['runs']:>4}  {stat:>18}  "
+                     f"{leep:>8}  {','.join(str(s) for s in g['seeds'])}")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import StageConfig, TrainConfig
 from .dist import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from .leep import leep_from_joint, leep_joint
-from .models import create_model, data_config, param_groups, reset_head
+from .models import create_source_model, data_config, param_groups, reset_head
 from .results import plot_curves
 from .schedule import lr_factor
 from .split import derive_seed, few_shot_split
@@ -101,6 +101,7 @@ class _Run:
         kill = os.environ.get(_KILL_ENV)
         self.kill_at = int(kill) if kill else None
         self.leep: float | None = None
+        self.leep_pretrained: float | None = None
         self.history: list[dict[str, Any]] = []
         self.stage_summaries: list[dict[str, Any]] = []
         self.global_step = 0
@@ -199,7 +200,8 @@ class _Run:
         # Random init (the whole model, or the new head of pretrained weights) is part of the run's seed.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed("init", self.cfg.seed))
-            model = create_model(self.cfg.model, self.num_classes, self.cfg.pretrained, self.cfg.image_size)
+            model, self.source_head = create_source_model(self.cfg.model, self.num_classes, self.cfg.pretrained,
+                                                          self.cfg.image_size)
         self.data_cfg = data_config(model, self.cfg.image_size)
         if self.cfg.crop_pct is not None:
             self.data_cfg["crop_pct"] = self.cfg.crop_pct
@@ -258,7 +260,8 @@ class _Run:
         for logits, y in self.predict(model, self.real_train, self.train_indices):
             probs.append(torch.softmax(logits, dim=1).double())
             labels.append(y)
-        p = torch.cat(probs) if probs else torch.zeros(0, self.num_classes, dtype=torch.float64, device=self.device)
+        width = int(getattr(model, "num_classes", self.num_classes))
+        p = torch.cat(probs) if probs else torch.zeros(0, width, dtype=torch.float64, device=self.device)
         y = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64, device=self.device)
         joint = torch.zeros(self.num_classes, p.shape[1], dtype=torch.float64, device=self.device)
         if len(y):
@@ -316,6 +319,7 @@ class _Run:
         torch.manual_seed(derive_seed("dropout", cfg.seed, si, epoch, info.rank))
         mixup = _data.make_mixup(s, self.num_classes, derive_seed("mixup", cfg.seed, si, epoch, info.rank)) if s.mixup_enabled else None
         stats = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss sum, correct, images, synthetic images
+        seen = 0  # images on this rank (host count: no device sync for the progress bar)
         passes = math.ceil(steps / len(loader))
         from tqdm import tqdm
 
@@ -352,9 +356,10 @@ class _Run:
                     loss.backward()
                     opt.step()
                 n = targets.numel()
-                stats += torch.stack([loss.detach().double() * n, (logits.detach().argmax(1) == targets).sum().double(),
-                                      torch.tensor(float(n), dtype=torch.float64, device=self.device),
-                                      is_syn.sum().double()])
+                seen += n
+                stats[0] += loss.detach().double() * n
+                stats[1] += (logits.detach().argmax(1) == targets).sum()
+                stats[3] += is_syn.sum()
                 step += 1
                 ctx["stage_step"] += 1
                 self.global_step += 1
@@ -362,12 +367,13 @@ class _Run:
                     os.kill(os.getpid(), signal.SIGKILL)
                 if bar.disable is False and (step % 10 == 0 or step == steps or self.device.type == "cpu"):
                     elapsed = time.perf_counter() - start
-                    bar.set_postfix(loss=f"{float(stats[0] / stats[2]):.4f}", img_s=f"{float(stats[2]) * info.world_size / elapsed:.0f}")
+                    bar.set_postfix(loss=f"{float(stats[0]) / seen:.4f}", img_s=f"{seen * info.world_size / elapsed:.0f}")
                 bar.update(1)
             if step == steps:
                 break
         bar.close()
         seconds = time.perf_counter() - start
+        stats[2] = seen
         all_reduce_sum(stats, info)
         images = float(stats[2])
         return {
@@ -412,6 +418,14 @@ class _Run:
         real_store = self.subset_store()
 
         resumed = load_checkpoint(self.out / "checkpoint")
+        if self.source_head:
+            # The pretrained weights' own classifier scores the source model, then makes way for ours.
+            if resumed is None:
+                self.leep_pretrained = self.compute_leep(model)
+                self.log(f"LEEP of the pretrained model on the real training images: {self.leep_pretrained:.4f}")
+            reset_head(model, self.num_classes, derive_seed("init-head", cfg.seed))
+            if self.channels_last:
+                model.to(memory_format=torch.channels_last)
         state: dict[str, Any] = {"stage": 0, "epoch": 0}
         opt_state = None
         if resumed is not None:
@@ -419,6 +433,7 @@ class _Run:
             model.load_state_dict(model_state)
             self.history = state["history"]
             self.leep = state.get("leep")
+            self.leep_pretrained = state.get("leep_pretrained")
             self.stage_summaries = state.get("stage_summaries", [])
             self.global_step = state.get("global_step", 0)
             self.log(f"resuming {self.out}: {state['stage_name']} after epoch {state['epoch']}")
@@ -429,7 +444,7 @@ class _Run:
             if si < state["stage"] or (si == state["stage"] and state["epoch"] >= s.epochs):
                 continue
             start_epoch = state["epoch"] if si == state["stage"] else 0
-            head = "pretrained" if si == 0 else "kept"
+            head = "initial" if si == 0 else "kept"
             if si > 0 and cfg.mode == "bridged++":
                 head = "reset"
                 if start_epoch == 0:
@@ -468,6 +483,7 @@ class _Run:
                 self.save(model, ctx["optimizer"], ctx["scaler"], {
                     "stage": si, "stage_name": name, "epoch": epoch + 1, "stage_step": ctx["stage_step"],
                     "global_step": self.global_step, "history": self.history, "leep": self.leep,
+                    "leep_pretrained": self.leep_pretrained,
                     "stage_summaries": self.stage_summaries,
                 })
             opt_state = None
@@ -510,6 +526,7 @@ class _Run:
             "mode": cfg.mode, "model": cfg.model, "pretrained": cfg.pretrained, "shots": cfg.shots, "seed": cfg.seed,
             "split_seed": cfg.split_seed if cfg.shots is not None else None,
             "test_top1": last["test_top1"], "test_top5": last["test_top5"], "leep": self.leep,
+            "leep_pretrained": self.leep_pretrained,
             "stages": self.stage_summaries,
             "num_classes": self.num_classes, "classes": self.classes,
             "data": {
