@@ -24,3 +24,10 @@ def mix_images_reference(x: torch.Tensor, lam: torch.Tensor, boxes: torch.Tensor
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def gather_images_reference(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out[dst:dst+n] = sources[s][src:src+n] for each items row (s, src, n, dst); returns out."""
+    for s, src, n, dst in items.tolist():
+        out[dst : dst + n].copy_(sources[s][src : src + n])
+    return out

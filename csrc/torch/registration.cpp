@@ -19,4 +19,5 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(bridgedfast, m) {
   m.def("mix_images(Tensor x, Tensor lam, Tensor boxes) -> Tensor");
+  m.def("gather_images(Tensor[] sources, Tensor items, Tensor(a!) out) -> ()");
 }

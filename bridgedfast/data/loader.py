@@ -1,0 +1,472 @@
+"""MixedLoader: real and/or synthetic ImageStores -> augmented batches on the target device.
+
+Per batch: the sampler picks (store, image) pairs, then
+  * CPU, raw images: every shard of both stores is mapped side by side into one address range,
+    so the batch is just offsets into that mapping and the fused augmentation reads the pixels
+    straight from the page cache (zero copy);
+  * otherwise (CUDA, or JPEG images): the gather op copies the bytes into one packed buffer
+    (pinned for CUDA) with OpenMP threads and no GIL, JPEGs are decoded into the same buffer
+    by a thread pool (libjpeg-turbo, GIL-free), and the buffer goes to the GPU with a
+    non-blocking copy on a side stream, where the augmentation runs;
+  * with `cache_on_device`, every decoded image lives on the device in one tensor and the batch
+    is gathered there (a CUDA kernel on GPU): no CPU work per batch beyond a few index arrays.
+A background thread prepares the next `prefetch` batches meanwhile. Every batch's augmentation
+gets its own torch.Generator seeded from (seed, epoch, rank, batch), so results never depend on
+prefetching, threads or timing.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import warnings
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..packed import PackedImages
+from .format import ENCODINGS, StoreCorruptError, shard_name
+from .mapping import map_contiguous
+from .sampler import MixedSampler, batch_seed
+from .store import ImageStore, decode_jpeg
+
+__all__ = ["MixedLoader"]
+
+Augment = Callable[[PackedImages, torch.Generator], torch.Tensor]
+_ALIGN = 64  # packed images start on cache-line boundaries (and 16-byte vector boundaries on GPU)
+_JPEG = ENCODINGS["jpeg"]
+
+
+def _aligned(nbytes: np.ndarray) -> np.ndarray:
+    return (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _offsets(nbytes: np.ndarray) -> tuple[np.ndarray, int]:
+    sizes = _aligned(nbytes)
+    ends = np.cumsum(sizes)
+    return ends - sizes, int(ends[-1]) if len(ends) else 0
+
+
+class _StoreView:
+    """One store's columns as flat numpy arrays, plus where its shards sit in the source list."""
+
+    def __init__(self, store: ImageStore, source_base: int, target_of_label: np.ndarray) -> None:
+        r = store.records
+        self.store = store
+        shard = r["shard"].astype(np.int64)
+        self.source = shard + source_base
+        self.offset = r["offset"].astype(np.int64)
+        self.nbytes = r["nbytes"].astype(np.int64)
+        mapped = np.array([t.numel() for t in store.shards] + [0], dtype=np.int64)
+        self.intact = self.offset + self.nbytes <= mapped[shard]  # False where a shard is truncated
+        self.height = r["height"].astype(np.int64)
+        self.width = r["width"].astype(np.int64)
+        self.is_jpeg = r["encoding"] == _JPEG
+        self.targets = target_of_label[r["label"].astype(np.int64)]
+        self.cache_offset: np.ndarray | None = None  # where each decoded image sits in the device cache
+
+
+def _class_map(store: ImageStore, classes: list[str], role: str) -> np.ndarray:
+    missing = [c for c in store.classes if c not in classes]
+    if missing:
+        raise ValueError(
+            f"{role} store {str(store.path)!r} has classes {missing} that are not among the target classes {classes}"
+        )
+    position = {c: i for i, c in enumerate(classes)}
+    return np.array([position[c] for c in store.classes], dtype=np.int64)
+
+
+def _open(store: ImageStore | str | os.PathLike | None) -> ImageStore | None:
+    if store is None or isinstance(store, ImageStore):
+        return store
+    return ImageStore(store)
+
+
+class MixedLoader:
+    """Batches `(images float[B,3,H,W], targets int64[B], is_synthetic bool[B])` on `device`.
+
+    real / synthetic: ImageStores (or their paths); either may be None for a single-store loader.
+    synthetic_fraction: None = proportional to the store sizes (one shuffle of both); 0.0 = real
+      only; 1.0 = synthetic only (bridged transfer's first stage); 0 < f < 1 = that share of
+      every batch (an epoch is then one pass over the real store).
+    classes: the target class list (default: the real store's, else the synthetic store's);
+      stores' classes are matched to it by name.
+    augment: `augment(PackedImages, torch.Generator) -> float [N,3,H,W]` on the images' device,
+      e.g. bridgedfast.augment.TrainAugment.
+    cache_on_device: keep every decoded image on `device` (GPU memory for CUDA) and gather there;
+      "auto" does so on CUDA when the stores fit in half the free GPU memory.
+    prefetch: batches prepared ahead by a background thread (0 = synchronous).
+    workers: CPU threads for the gather and JPEG decoding (default: torch.get_num_threads()).
+    Call `set_epoch(epoch)` before each epoch, as with DistributedSampler.
+    """
+
+    def __init__(
+        self,
+        real: ImageStore | str | os.PathLike | None,
+        synthetic: ImageStore | str | os.PathLike | None = None,
+        *,
+        batch_size: int,
+        synthetic_fraction: float | None = None,
+        augment: Augment,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        classes: Sequence[str] | None = None,
+        shuffle: bool = True,
+        prefetch: int = 2,
+        workers: int | None = None,
+        cache_on_device: bool | str = False,
+        pin_memory: bool | None = None,
+    ) -> None:
+        self.real, self.synthetic = _open(real), _open(synthetic)
+        if self.real is None and self.synthetic is None:
+            raise ValueError("MixedLoader needs a real store, a synthetic store, or both")
+        if self.real is None:
+            if synthetic_fraction not in (None, 1.0):
+                raise ValueError(f"synthetic_fraction={synthetic_fraction} needs a real store; without one use None or 1.0")
+            synthetic_fraction = 1.0
+        if self.synthetic is None:
+            if synthetic_fraction not in (None, 0.0):
+                raise ValueError(f"synthetic_fraction={synthetic_fraction} needs a synthetic store")
+            synthetic_fraction = 0.0
+        if not callable(augment):
+            raise ValueError(f"augment must be callable as augment(PackedImages, torch.Generator), got {augment!r}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} but CUDA is not available")
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.classes: list[str] = list(classes) if classes is not None else (self.real or self.synthetic).classes
+        self.augment = augment
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.workers = workers or torch.get_num_threads()
+        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
+        self.sampler = MixedSampler(
+            len(self.real) if self.real is not None else 0,
+            len(self.synthetic) if self.synthetic is not None else 0,
+            batch_size=batch_size,
+            synthetic_fraction=synthetic_fraction,
+            seed=seed,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+            shuffle=shuffle,
+        )
+        self._views: list[_StoreView | None] = []
+        self._sources: list[torch.Tensor] = []
+        for store, role in ((self.real, "real"), (self.synthetic, "synthetic")):
+            if store is None:
+                self._views.append(None)
+                continue
+            self._views.append(_StoreView(store, len(self._sources), _class_map(store, self.classes, role)))
+            self._sources.extend(store.shards)
+        # Every shard of both stores side by side in one mapping: the CPU path then hands the
+        # mapping itself to the augmentation (zero copy) and the gather has a single source.
+        self._combined: torch.Tensor | None = None
+        files = [(store.path / shard_name(k), t.numel()) for store in (self.real, self.synthetic) if store is not None
+                 for k, t in enumerate(store.shards)]
+        mapped = map_contiguous(files)
+        if mapped is not None:
+            self._combined, starts = mapped
+            for view in self._views:
+                if view is not None:
+                    view.offset = view.offset + np.asarray(starts, dtype=np.int64)[view.source]
+                    view.source = np.zeros_like(view.source)
+            self._sources = [self._combined]
+        self._pool: ThreadPoolExecutor | None = None
+        self._active: weakref.ref | None = None
+        self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
+        self._slot = 0
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._cache: torch.Tensor | None = None
+        if cache_on_device == "auto":
+            cache_on_device = self.device.type == "cuda" and self._cache_bytes() < torch.cuda.mem_get_info(self.device)[0] // 2
+        elif cache_on_device not in (True, False):
+            raise ValueError(f"cache_on_device must be True, False or 'auto', got {cache_on_device!r}")
+        if cache_on_device:
+            self._build_cache()
+
+    # -- epochs ------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        plan = self.sampler.plan()
+        epoch = self.sampler.epoch
+        # The host buffers are shared: a new pass over the loader ends any unfinished one.
+        previous = self._active() if self._active is not None else None
+        if previous is not None:
+            previous.close()
+        if self.prefetch == 0:
+            return (self._consume(self._produce(epoch, b, p)) for b, p in enumerate(plan))
+        prefetcher = _Prefetcher(self, epoch, plan)
+        self._active = weakref.ref(prefetcher)
+        return prefetcher
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _produce(self, epoch: int, b: int, planned: tuple[np.ndarray, np.ndarray]):
+        is_syn, index = planned
+        targets = np.empty(len(index), dtype=np.int64)
+        heights = np.empty(len(index), dtype=np.int64)
+        widths = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view = self._views[which]
+                targets[mask] = view.targets[index[mask]]
+                heights[mask], widths[mask] = view.height[index[mask]], view.width[index[mask]]
+        event = None
+        if self._cache is not None:
+            packed = self._gather_cached(is_syn, index, heights, widths)
+        else:
+            self._check_intact(is_syn, index)
+            packed = self._zero_copy(is_syn, index, heights, widths)
+            if packed is None:
+                dst, total = _offsets(heights * widths * 3)
+                packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
+        targets_t = torch.from_numpy(targets)
+        is_syn_t = torch.from_numpy(is_syn.copy())
+        if self._stream is not None:
+            with torch.cuda.stream(self._stream):
+                if packed.device.type == "cpu":
+                    packed = packed.to(self.device, non_blocking=True)
+                    event.record(self._stream)  # the host buffer may be reused once this copy is done
+                images = self.augment(packed, generator)
+                targets_t = targets_t.to(self.device, non_blocking=True)
+                is_syn_t = is_syn_t.to(self.device, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record(self._stream)
+            return images, targets_t, is_syn_t, ready
+        return self.augment(packed, generator), targets_t, is_syn_t, None
+
+    def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            view = self._views[which]
+            if mask.any() and not view.intact[index[mask]].all():
+                i = int(index[mask][~view.intact[index[mask]]][0])
+                raise StoreCorruptError(
+                    f"{view.store.path}: image {i} is damaged: {shard_name(int(view.store.records[i]['shard']))} "
+                    "is truncated (run ImageStore.verify() for the full list)"
+                )
+
+    def _zero_copy(self, is_syn, index, heights, widths) -> PackedImages | None:
+        """The batch as offsets into the store mapping itself (CPU, all raw): no copy at all."""
+        if self.device.type != "cpu" or self._combined is None:
+            return None
+        offsets = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view = self._views[which]
+                if view.is_jpeg[index[mask]].any():
+                    return None
+                offsets[mask] = view.offset[index[mask]]
+        return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
+
+    def _consume(self, produced) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets, is_syn, ready = produced
+        if ready is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(ready)
+            for t in (images, targets, is_syn):
+                t.record_stream(current)  # made on the side stream, used on this one
+        return images, targets, is_syn
+
+    def _host_buffer(self, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over
+        prefetch + 2 slots; waits until the slot's previous host->device copy is done."""
+        if not self._slots:
+            self._slots = [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.prefetch + 2)]
+        slot = self._slots[self._slot]
+        self._slot = (self._slot + 1) % len(self._slots)
+        if slot[1] is not None:
+            slot[1].synchronize()
+        if slot[0].numel() < nbytes:
+            slot[0] = torch.empty(int(nbytes * 1.25) + _ALIGN, dtype=torch.uint8, pin_memory=self.pin_memory)
+        if self._stream is not None and slot[1] is None:
+            slot[1] = torch.cuda.Event()
+        return slot[0][:nbytes], slot[1]
+
+    def _gather_host(self, is_syn, index, dst, total, heights, widths):
+        from ..ops import gather_images
+
+        out, event = self._host_buffer(total)
+        items, jpegs = [], []
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if not mask.any():
+                continue
+            view, pos = self._views[which], np.flatnonzero(mask)
+            idx = index[pos]
+            jpeg = view.is_jpeg[idx]
+            raw_pos, raw_idx = pos[~jpeg], idx[~jpeg]
+            items.append(np.stack([view.source[raw_idx], view.offset[raw_idx], view.nbytes[raw_idx], dst[raw_pos]], 1))
+            jpegs += [(view, int(i), int(p)) for i, p in zip(idx[jpeg], pos[jpeg])]
+        gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
+        if jpegs:
+            self._decode_into(out, jpegs, dst, heights, widths)
+        index_t = torch.from_numpy(np.stack([dst, heights, widths], 1))
+        return PackedImages(out, index_t), event
+
+    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths) -> None:
+        def decode(job) -> None:
+            view, i, p = job
+            try:
+                pixels = decode_jpeg(view.store.encoded(i))
+            except Exception as exc:
+                raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
+            if tuple(pixels.shape) != (heights[p], widths[p], 3):
+                raise StoreCorruptError(
+                    f"{view.store.path}: image {i} is damaged: JPEG decodes to {tuple(pixels.shape)}, "
+                    f"index says {(int(heights[p]), int(widths[p]), 3)}"
+                )
+            out[dst[p] : dst[p] + pixels.numel()].view(pixels.shape).copy_(pixels)
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
+        for _ in self._pool.map(decode, jpegs):
+            pass
+
+    # -- the device-resident cache ---------------------------------------------------------
+    def _cache_bytes(self) -> int:
+        return sum(int(_aligned(v.height * v.width * 3).sum()) for v in self._views if v is not None)
+
+    def _build_cache(self) -> None:
+        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned)."""
+        sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
+        starts, total = _offsets(np.concatenate(sizes))
+        cache = torch.empty(total, dtype=torch.uint8, device=self.device)
+        chunk, first = 256, 0
+        for which, view in enumerate(self._views):
+            if view is None:
+                continue
+            n = len(view.height)
+            view.cache_offset = starts[first : first + n]
+            first += n
+            self._check_intact(np.full(n, which == 1), np.arange(n))
+            for lo in range(0, n, chunk):
+                idx = np.arange(lo, min(lo + chunk, n))
+                dst, end = _offsets(view.height[idx] * view.width[idx] * 3)
+                packed, event = self._gather_host(np.full(len(idx), which == 1), idx, dst, end,
+                                                  view.height[idx], view.width[idx])
+                at = int(view.cache_offset[lo])
+                cache[at : at + end].copy_(packed.data[:end], non_blocking=event is not None)
+                if event is not None:
+                    event.record(torch.cuda.current_stream(self.device))
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        self._cache = cache
+
+    def _gather_cached(self, is_syn, index, heights, widths) -> PackedImages:
+        """From the device cache: zero copy on CPU; on CUDA the gather kernel packs the batch."""
+        from ..ops import gather_images
+
+        offsets = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                offsets[mask] = self._views[which].cache_offset[index[mask]]
+        if self.device.type == "cpu":
+            return PackedImages(self._cache, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
+        nbytes = heights * widths * 3
+        dst, total = _offsets(nbytes)
+        items = torch.from_numpy(np.stack([np.zeros_like(offsets), offsets, nbytes, dst], 1))
+        with torch.cuda.stream(self._stream):
+            out = torch.empty(total, dtype=torch.uint8, device=self.device)
+            gather_images([self._cache], items, out)
+        return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+class _Prefetcher:
+    """Runs the loader's batch production on one background thread, `prefetch` batches ahead.
+    Errors surface in the consumer; closing or dropping the iterator stops the thread (which
+    holds no reference to this object, so dropping it is noticed)."""
+
+    _DONE = object()
+
+    def __init__(self, loader: MixedLoader, epoch: int, plan: list) -> None:
+        self.loader = loader
+        self.queue: queue.Queue = queue.Queue(maxsize=loader.prefetch)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=_produce_batches, args=(loader, epoch, plan, self.queue, self.stop, self._DONE),
+            name="bridgedfast-prefetch", daemon=True,
+        )
+        self.thread.start()
+
+    def __iter__(self) -> "_Prefetcher":
+        return self
+
+    def __next__(self):
+        if self.stop.is_set():
+            raise StopIteration
+        item = self.queue.get()
+        if item is self._DONE:
+            self.close()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        return self.loader._consume(item)
+
+    def close(self) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                self.thread.join(timeout=0.05)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            warnings.warn("bridgedfast MixedLoader: the prefetch thread did not stop cleanly", RuntimeWarning)
+
+
+def _produce_batches(loader: MixedLoader, epoch: int, plan: list, out: queue.Queue, stop: threading.Event, done: object) -> None:
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    torch.set_num_threads(loader.workers)
+    if loader.device.type == "cuda":
+        torch.cuda.set_device(loader.device)
+    try:
+        for b, planned in enumerate(plan):
+            if stop.is_set() or not put(loader._produce(epoch, b, planned)):
+                return
+    except BaseException as exc:  # handed to the consumer, raised there
+        put(exc)
+        return
+    put(done)

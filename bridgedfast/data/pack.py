@@ -1,0 +1,185 @@
+"""pack: a folder of class sub-folders -> an ImageStore, in parallel, all-or-nothing.
+
+The store is written under a temporary name next to `dst` and renamed into place only when
+every image is in, so a failed or interrupted pack never leaves a half-written store.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .store import ImageStore, ImageStoreWriter
+
+__all__ = ["pack", "pack_folder", "PackReport", "IMAGE_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".gif")
+
+
+@dataclass
+class PackReport:
+    store: ImageStore
+    classes: list[str]
+    images: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+
+def _scan(src: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, str]]]:
+    """Class names, (image path, label) in a fixed order, and non-image files found."""
+    if not src.exists():
+        raise FileNotFoundError(f"source folder {str(src)!r} does not exist")
+    if not src.is_dir():
+        raise ValueError(f"source {str(src)!r} is not a folder (expected SRC/<class>/<images>)")
+    classes = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"source folder {str(src)!r} has no class sub-folders (expected SRC/<class>/<images>)")
+    files: list[tuple[Path, int]] = []
+    not_images: list[tuple[Path, str]] = []
+    for label, name in enumerate(classes):
+        found = 0
+        for root, dirs, names in os.walk(src / name, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for n in sorted(names):
+                if n.startswith("."):
+                    continue
+                path = Path(root) / n
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    files.append((path, label))
+                    found += 1
+                else:
+                    not_images.append((path, f"not an image file (extension {path.suffix or 'none'!r})"))
+        if found == 0:
+            raise ValueError(f"class folder {str(src / name)!r} is empty: it holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return classes, files, not_images
+
+
+def _load(path: Path, max_side: int | None, encoding: str, quality: int) -> tuple[object, int, int, str]:
+    """Decodes (fully: truncated files fail here), converts to RGB, shrinks so the longer side
+    is at most max_side, and encodes. JPEG sources that need no change keep their bytes."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        source_format = img.format
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        w, h = rgb.size
+        resized = False
+        if max_side is not None and max(w, h) > max_side:
+            scale = max_side / max(w, h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+            w, h = size
+            resized = True
+        if encoding == "raw":
+            return np.asarray(rgb), h, w, "raw"
+        if source_format == "JPEG" and not resized and img.mode == "RGB":
+            return path.read_bytes(), h, w, "jpeg"
+        buf = io.BytesIO()
+        rgb.save(buf, format="JPEG", quality=quality)
+        return buf.getvalue(), h, w, "jpeg"
+
+
+def pack_folder(
+    src_dir: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    max_side: int | None = None,
+    encoding: str = "raw",
+    quality: int = 95,
+    workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    shard_bytes: int = 1 << 30,
+) -> PackReport:
+    """`pack`, returning a PackReport with what was skipped (see `pack`)."""
+    src, dst = Path(src_dir), Path(dst)
+    if encoding not in ("raw", "jpeg"):
+        raise ValueError(f"encoding must be 'raw' or 'jpeg', got {encoding!r}")
+    if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
+        raise ValueError(f"max_side must be a positive integer, got {max_side!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if dst.exists():
+        raise ValueError(f"destination {str(dst)!r} already exists; pack into a new path")
+    classes, files, not_images = _scan(src)
+    if not_images and not skip_bad:
+        path, why = not_images[0]
+        raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip {len(not_images)} such file(s))")
+    skipped = [(str(p), why) for p, why in not_images]
+    workers = workers or min(8, os.cpu_count() or 1)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.packing-{uuid.uuid4().hex[:8]}"
+    from tqdm import tqdm
+
+    try:
+        with ImageStoreWriter(tmp, classes, encoding=encoding, quality=quality, commit_every=10**9,
+                              commit_seconds=30.0, shard_bytes=shard_bytes) as writer, \
+                ThreadPoolExecutor(workers, thread_name_prefix="bridgedfast-pack") as pool, \
+                tqdm(total=len(files), desc=f"pack {src.name}", unit="img", disable=not progress) as bar:
+            window = 4 * workers  # bounded look-ahead: memory stays flat for any dataset size
+            futures = [pool.submit(_load, p, max_side, encoding, quality) for p, _ in files[:window]]
+            for k, (path, label) in enumerate(files):
+                if k + window < len(files):
+                    futures.append(pool.submit(_load, files[k + window][0], max_side, encoding, quality))
+                try:
+                    data, h, w, enc = futures[k].result()
+                    futures[k] = None
+                except Exception as exc:  # PIL raises many kinds for a bad file
+                    futures[k] = None
+                    why = f"cannot read image: {type(exc).__name__}: {exc}"
+                    if not skip_bad:
+                        raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip bad images)") from None
+                    skipped.append((str(path), why))
+                    bar.update(1)
+                    continue
+                writer.add_encoded(data, h, w, label, {"path": str(path.relative_to(src))}, encoding=enc)
+                bar.update(1)
+            count = len(writer)
+        report = {"source": str(src.resolve()), "classes": classes, "images": count, "encoding": encoding,
+                  "max_side": max_side, "quality": quality, "skipped": [{"path": p, "why": w} for p, w in skipped]}
+        (tmp / "pack.json").write_text(json.dumps(report, indent=1) + "\n")
+        if dst.exists():
+            raise ValueError(f"destination {str(dst)!r} appeared while packing; the new store was not moved there")
+        os.rename(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PackReport(ImageStore(dst), classes, count, skipped)
+
+
+def pack(
+    src_dir: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    max_side: int | None = None,
+    encoding: str = "raw",
+    quality: int = 95,
+    workers: int | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+    shard_bytes: int = 1 << 30,
+) -> ImageStore:
+    """Packs SRC/<class>/<image files> into a new ImageStore at dst (class = sub-folder name,
+    sorted; files in sorted order; each image's meta holds its source path).
+
+    max_side: shrink (bicubic, antialiased) so the longer side is at most this; encoding: 'raw'
+    (pixels, fastest to load) or 'jpeg' (quality); workers: decode threads. A bad image or a
+    non-image file stops the pack before anything is written at dst, naming the file, unless
+    skip_bad, which skips and lists them (warning and dst/pack.json).
+    """
+    report = pack_folder(src_dir, dst, max_side=max_side, encoding=encoding, quality=quality, workers=workers,
+                         skip_bad=skip_bad, progress=progress, shard_bytes=shard_bytes)
+    if report.skipped:
+        listed = "; ".join(f"{p} ({why})" for p, why in report.skipped[:20])
+        warnings.warn(f"pack skipped {len(report.skipped)} file(s): {listed}", RuntimeWarning, stacklevel=2)
+    return report.store

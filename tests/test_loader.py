@@ -1,0 +1,248 @@
+"""MixedLoader: batches equal the augmentation applied to the stored images of the sampled
+indices; targets follow class names; deterministic; prefetching and caching change nothing."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bridgedfast.data import ImageStore, ImageStoreWriter, MixedLoader, MixedSampler, StoreCorruptError, batch_seed
+from bridgedfast.packed import PackedImages
+from conftest import DEVICES
+
+SIZE = 12
+
+
+class StandInAugment:
+    """Until bridgedfast.augment.TrainAugment is merged: per image, a random crop box drawn on
+    the host from the generator, bilinear resize to SIZE, random flip, /255 - on the device of
+    the packed data, like the real augmentation."""
+
+    def __call__(self, packed: PackedImages, generator: torch.Generator) -> torch.Tensor:
+        out = []
+        for i in range(len(packed)):
+            img = packed.image(i)
+            h, w = img.shape[:2]
+            ch = int(torch.randint(max(1, h // 2), h + 1, (), generator=generator))
+            cw = int(torch.randint(max(1, w // 2), w + 1, (), generator=generator))
+            top = int(torch.randint(0, h - ch + 1, (), generator=generator))
+            left = int(torch.randint(0, w - cw + 1, (), generator=generator))
+            flip = bool(torch.rand((), generator=generator) < 0.5)
+            x = img[top : top + ch, left : left + cw].permute(2, 0, 1)[None].float()
+            x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0] / 255
+            out.append(x.flip(-1) if flip else x)
+        return torch.stack(out)
+
+
+def make_image(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    h, w = 10 + i % 7, 9 + (3 * i) % 11
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.clip(np.stack([yy * 20, xx * 20, yy * xx], -1) + rng.integers(0, 60, 3), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loader")
+    with ImageStoreWriter(root / "real", ["ant", "bee", "cow"], shard_bytes=2000) as w:
+        for i in range(30):
+            w.add(make_image(i), i % 3)
+    with ImageStoreWriter(root / "syn", ["cow", "ant"], encoding="jpeg") as w:  # a subset, other order
+        for i in range(11):
+            w.add(make_image(100 + i), i % 2, {"class_index": i % 2, "image_index": i})
+    return ImageStore(root / "real"), ImageStore(root / "syn")
+
+
+def expected_batches(loader: MixedLoader, real: ImageStore, syn: ImageStore | None, epoch: int):
+    """The reference: the same augmentation applied to store.image(i) read one by one."""
+    augment = StandInAugment()
+    sampler = loader.sampler
+    sampler.set_epoch(epoch)
+    to_real = {name: k for k, name in enumerate(real.classes)}
+    for b, (is_syn, index) in enumerate(sampler.plan()):
+        images = [(syn if s else real).image(int(i)) for s, i in zip(is_syn, index)]
+        targets = [to_real[(syn if s else real).classes[(syn if s else real).label(int(i))]] for s, i in zip(is_syn, index)]
+        g = torch.Generator().manual_seed(batch_seed(loader.seed, epoch, loader.rank, b))
+        yield augment(PackedImages.from_images(images), g), torch.tensor(targets), torch.from_numpy(is_syn)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(synthetic_fraction=None),
+        dict(synthetic_fraction=0.25),
+        dict(synthetic_fraction=1.0, epoch=1),
+        dict(synthetic_fraction=0.5, cache_on_device=True, prefetch=0),
+        dict(synthetic_fraction=None, rank=1, world_size=2, prefetch=3, workers=1),
+    ],
+    ids=["proportional", "fixed", "synthetic-only", "cached", "rank1"],
+)
+def test_batches_equal_reference_augment_of_stored_images(stores, kwargs):
+    real, syn = stores
+    kwargs = dict(kwargs)
+    epoch = kwargs.pop("epoch", 0)
+    loader = MixedLoader(real, syn, batch_size=4, augment=StandInAugment(), seed=11, **kwargs)
+    loader.set_epoch(epoch)
+    got = list(loader)
+    want = list(expected_batches(loader, real, syn, epoch))
+    assert len(got) == len(want) == len(loader) > 0
+    for (x, t, s), (ex, et, es) in zip(got, want):
+        assert x.shape == (4, 3, SIZE, SIZE) and x.dtype == torch.float32
+        assert t.dtype == torch.int64 and s.dtype == torch.bool
+        torch.testing.assert_close(x, ex, rtol=0, atol=0)
+        assert torch.equal(t, et) and torch.equal(s, es)
+
+
+def test_real_only_and_synthetic_only_loaders(stores):
+    real, syn = stores
+    real_only = MixedLoader(real, None, batch_size=5, augment=StandInAugment(), drop_last=False)
+    assert len(real_only) == 6
+    assert not any(bool(s.any()) for _, _, s in real_only)
+    syn_only = MixedLoader(None, syn, batch_size=5, augment=StandInAugment(), classes=real.classes, drop_last=False)
+    batches = list(syn_only)
+    assert all(bool(s.all()) for _, _, s in batches)
+    targets = torch.cat([t for _, t, _ in batches])
+    assert sorted(targets.tolist()) == sorted([2, 0] * 5 + [2])  # cow -> 2, ant -> 0 in the real class list
+    # Without a class list a synthetic-only loader uses the synthetic store's own classes.
+    own = MixedLoader(None, syn, batch_size=11, augment=StandInAugment())
+    assert own.classes == ["cow", "ant"] and sorted(next(iter(own))[1].tolist()) == [0] * 6 + [1] * 5
+
+
+def test_deterministic_and_independent_of_prefetch(stores):
+    real, syn = stores
+    runs = []
+    for prefetch, workers in ((0, 1), (3, 2)):
+        loader = MixedLoader(real, syn, batch_size=6, synthetic_fraction=0.5, augment=StandInAugment(), seed=5,
+                             prefetch=prefetch, workers=workers)
+        loader.set_epoch(3)
+        runs.append(list(loader))
+    for (a, ta, sa), (b, tb, sb) in zip(*runs):
+        assert torch.equal(a, b) and torch.equal(ta, tb) and torch.equal(sa, sb)
+    other = MixedLoader(real, syn, batch_size=6, synthetic_fraction=0.5, augment=StandInAugment(), seed=6)
+    other.set_epoch(3)
+    assert not torch.equal(next(iter(other))[0], runs[0][0][0])
+
+
+def test_ranks_see_disjoint_images(stores):
+    real, syn = stores
+    seen = []
+    for rank in range(2):
+        loader = MixedLoader(real, syn, batch_size=4, augment=StandInAugment(), rank=rank, world_size=2, seed=1)
+        plan = loader.sampler.plan()
+        seen.append({(bool(s), int(i)) for is_syn, index in plan for s, i in zip(is_syn, index)})
+        assert sum(len(i) for _, i in plan) == len(list(loader)) * 4
+    assert not seen[0] & seen[1]
+
+
+def test_errors_from_the_augment_surface_and_early_break_stops_the_thread(stores):
+    real, syn = stores
+
+    def broken(packed, generator):
+        raise RuntimeError("augment exploded")
+
+    with pytest.raises(RuntimeError, match="augment exploded"):
+        list(MixedLoader(real, syn, batch_size=4, augment=broken))
+    it = iter(MixedLoader(real, syn, batch_size=2, augment=StandInAugment(), prefetch=2))
+    next(it)
+    it.close()
+    assert not any(t.name == "bridgedfast-prefetch" for t in threading.enumerate())
+    # A new pass ends an unfinished one (they would share the host buffers).
+    loader = MixedLoader(real, syn, batch_size=2, augment=StandInAugment(), prefetch=2)
+    first = iter(loader)
+    next(first)
+    assert len(list(loader)) == len(loader)
+    with pytest.raises(StopIteration):
+        next(first)
+
+
+def test_loader_rejects_bad_arguments(stores, tmp_path):
+    real, syn = stores
+    aug = StandInAugment()
+    with ImageStoreWriter(tmp_path / "other", ["ant", "yak"]) as w:
+        w.add(make_image(0), 1)
+    with pytest.raises(ValueError, match=r"classes \['yak'\] that are not among the target classes"):
+        MixedLoader(real, tmp_path / "other", batch_size=2, augment=aug)
+    with pytest.raises(ValueError, match="needs a real store, a synthetic store, or both"):
+        MixedLoader(None, None, batch_size=2, augment=aug)
+    with pytest.raises(ValueError, match="synthetic_fraction=0.5 needs a real store"):
+        MixedLoader(None, syn, batch_size=2, augment=aug, synthetic_fraction=0.5)
+    with pytest.raises(ValueError, match="synthetic_fraction=0.5 needs a synthetic store"):
+        MixedLoader(real, None, batch_size=2, augment=aug, synthetic_fraction=0.5)
+    with pytest.raises(ValueError, match="augment must be callable"):
+        MixedLoader(real, syn, batch_size=2, augment=None)
+    with pytest.raises(ValueError, match="cache_on_device must be"):
+        MixedLoader(real, syn, batch_size=2, augment=aug, cache_on_device="yes")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MixedLoader(tmp_path / "missing", None, batch_size=2, augment=aug)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            MixedLoader(real, syn, batch_size=2, augment=aug, device="cuda")
+
+
+def test_store_damaged_after_open_is_an_error_not_garbage(tmp_path):
+    with ImageStoreWriter(tmp_path / "s", ["a"]) as w:
+        for i in range(4):
+            w.add(make_image(i), 0)
+    store = ImageStore(tmp_path / "s")
+    last = store.records[-1]
+    with open(tmp_path / "s" / "data-00000.bin", "r+b") as f:
+        f.truncate(int(last["offset"]) + 1)
+    for cache in (False, True):
+        with pytest.raises(StoreCorruptError, match="image 3 is damaged: data-00000.bin is truncated"):
+            loader = MixedLoader(ImageStore(tmp_path / "s"), None, batch_size=4, augment=StandInAugment(),
+                                 cache_on_device=cache)
+            next(iter(loader))
+
+
+@pytest.mark.parametrize("contiguous_mapping", [True, False])
+def test_gather_fallback_without_contiguous_mapping(stores, monkeypatch, contiguous_mapping):
+    # Without the one-range mapping (other platforms), every batch goes through the gather op.
+    import bridgedfast.data.loader as loader_module
+
+    if not contiguous_mapping:
+        monkeypatch.setattr(loader_module, "map_contiguous", lambda files: None)
+    real, syn = stores
+    loader = MixedLoader(real, syn, batch_size=4, augment=StandInAugment(), seed=4, synthetic_fraction=0.0)
+    assert (loader._combined is not None) == contiguous_mapping
+    for (x, t, s), (ex, et, es) in zip(loader, expected_batches(loader, real, syn, 0)):
+        assert torch.equal(x, ex) and torch.equal(t, et) and torch.equal(s, es)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("cache", [False, True])
+def test_cuda_loader_matches_cpu_loader(stores, cache):
+    real, syn = stores
+    kw = dict(batch_size=4, synthetic_fraction=0.5, augment=StandInAugment(), seed=2)
+    cpu = list(MixedLoader(real, syn, **kw))
+    gpu = list(MixedLoader(real, syn, device="cuda", cache_on_device=cache, **kw))
+    assert len(cpu) == len(gpu)
+    for (a, ta, sa), (b, tb, sb) in zip(cpu, gpu):
+        assert b.device.type == "cuda" and tb.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, atol=1e-5, rtol=0)
+        assert torch.equal(tb.cpu(), ta) and torch.equal(sb.cpu(), sa)
+
+
+def test_sampler_used_by_loader_is_the_documented_one(stores):
+    real, syn = stores
+    loader = MixedLoader(real, syn, batch_size=4, synthetic_fraction=0.25, augment=StandInAugment(), seed=9)
+    ref = MixedSampler(len(real), len(syn), batch_size=4, synthetic_fraction=0.25, seed=9)
+    for (a, ia), (b, ib) in zip(loader.sampler.plan(), ref.plan()):
+        assert np.array_equal(a, b) and np.array_equal(ia, ib)
+
+
+def test_batches_equal_train_augment_of_stored_images(stores):
+    """With the real fused augmentation (bridgedfast.augment.TrainAugment, once merged)."""
+    augment_module = pytest.importorskip("bridgedfast.augment")
+    real, syn = stores
+    augment = augment_module.TrainAugment(16, scale=(0.3, 1.0), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    for kwargs in (dict(synthetic_fraction=0.0), dict(synthetic_fraction=0.5), dict(cache_on_device=True)):
+        loader = MixedLoader(real, syn, batch_size=5, augment=augment, seed=21, **kwargs)
+        loader.set_epoch(1)
+        plan = loader.sampler.plan()
+        for b, ((x, t, s), (is_syn, index)) in enumerate(zip(loader, plan)):
+            images = [(syn if flag else real).image(int(i)) for flag, i in zip(is_syn, index)]
+            g = torch.Generator().manual_seed(batch_seed(21, 1, 0, b))
+            expected = augment(PackedImages.from_images(images), g)
+            torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+            assert torch.equal(s, torch.from_numpy(is_syn))
