@@ -262,3 +262,23 @@ def test_compare_prints_mean_and_std_over_seeds(tmp_path, capsys):
     assert "60.00 +- 10.00" in next(l for l in group_lines if l.startswith("bridged++")) and "0,1,2" in out
     assert "40.00 +- 0.00" in next(l for l in group_lines if l.startswith("vanilla"))
     assert cli_main(["train", "--compare", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp, compile_", [("bf16", False), ("fp16", False), ("bf16", True)])
+def test_cuda_bridged_pp_with_amp_and_channels_last(stores, tmp_path, amp, compile_):
+    res = train(cfg(stores, tmp_path / "out", "bridged++", device="cuda", amp=amp, compile=compile_, epochs=2))
+    assert res["runtime"]["amp"] == {"bf16": "bfloat16", "fp16": "float16"}[amp] and res["runtime"]["channels_last"]
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in res["history"])
+    assert [s["head"] for s in res["stages"]] == ["initial", "reset"] and res["leep"] < 0
+    assert res["stages"][0]["images"]["real"] == 0 and res["stages"][1]["images"]["synthetic"] == 0
+
+
+@pytest.mark.cuda
+def test_cuda_fp32_matches_cpu(stores, tmp_path):
+    # Deterministic crops, no AMP: the same batches and arithmetic up to kernel rounding.
+    same = dict(train_scale=(1.0, 1.0), train_ratio=(1.0, 1.0), hflip=0.0, amp="none", channels_last=False)
+    cpu = train(cfg(stores, tmp_path / "cpu", "vanilla", **same))
+    gpu = train(cfg(stores, tmp_path / "gpu", "vanilla", device="cuda", **same))
+    assert gpu["history"][0]["train_loss"] == pytest.approx(cpu["history"][0]["train_loss"], rel=1e-3)
+    assert gpu["test_top1"] == pytest.approx(cpu["test_top1"], abs=1 / 12 + 1e-9)  # at most one of 12 test images flips

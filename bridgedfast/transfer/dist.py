@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
-__all__ = ["DistInfo", "init_distributed", "barrier", "all_reduce_sum", "broadcast_object"]
+__all__ = ["DistInfo", "init_distributed", "shutdown", "barrier", "all_reduce_sum"]
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,3 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
         tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
     return t
 
-
-def broadcast_object(obj: object, info: DistInfo) -> object:
-    """Rank 0's object on every rank (JSON-like values only)."""
-    if not info.enabled:
-        return obj
-    holder = [obj]
-    tdist.broadcast_object_list(holder, src=0, device=info.device if info.device.type == "cuda" else None)
-    return holder[0]

@@ -8,7 +8,6 @@ needs to continue exactly where an uninterrupted run would have been.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
