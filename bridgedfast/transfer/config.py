@@ -144,6 +144,9 @@ class TrainConfig:
         stage2 = self._resolve_stage("stage2", self.stage2)
         return dataclasses.replace(
             self,
+            real_train=str(self.real_train), real_test=str(self.real_test), out=str(self.out),
+            synthetic=None if self.synthetic is None else str(self.synthetic),
+            pretrained="none" if self.pretrained is None else str(self.pretrained),
             split_seed=self.seed if self.split_seed is None else self.split_seed,
             eval_batch_size=self.eval_batch_size or 2 * self.batch_size,
             train_scale=tuple(float(v) for v in self.train_scale),
