@@ -53,7 +53,7 @@ test: test-python test-cpp
 # Until `bridgedfast demo` (the end-to-end run) exists, the demo is the most complete slice.
 demo: build
 	$(BIN)/bridgedfast info
-	$(PY) benchmarks/bench_mixup.py --batch 32
+	$(PY) benchmarks/bench_augment.py --batch 32 --min-run-time 0.5
 
 bench: build
 	mkdir -p benchmarks/results

@@ -2,12 +2,19 @@
 torch.compile, and the fallback to the pure-PyTorch references in `bridgedfast.reference`."""
 from __future__ import annotations
 
+from typing import Sequence, Union
+
 import torch
 
 from . import _ext
-from .reference import gather_images_reference, mix_images_reference
+from .packed import PackedImages
+from .reference import gather_images_reference, mix_images_reference, resized_crop_reference
 
-__all__ = ["mix_images", "gather_images"]
+__all__ = ["mix_images", "gather_images", "resized_crop", "resize_center_crop", "as_packed"]
+
+# What the image ops accept: the packed batch, a list of uint8 [H,W,3] tensors, or uint8 [N,H,W,3].
+Images = Union[PackedImages, Sequence[torch.Tensor], torch.Tensor]
+OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _use_kernel(op: str, device: torch.device) -> bool:
@@ -69,6 +76,161 @@ def gather_images(
     return gather_images_reference(list(sources), items, out)
 
 
+def as_packed(images: Images) -> PackedImages:
+    """The packed form of `images` (zero-copy for PackedImages and contiguous NHWC batches)."""
+    if isinstance(images, PackedImages):
+        packed = images
+    elif isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
+            raise ValueError(
+                f"images must be a uint8 [N, H, W, 3] batch (RGB, channels last), got {images.dtype} {tuple(images.shape)}"
+            )
+        n, h, w, _ = images.shape
+        index = torch.empty(n, 3, dtype=torch.int64)
+        index[:, 0] = torch.arange(n, dtype=torch.int64) * (h * w * 3)
+        index[:, 1], index[:, 2] = h, w
+        packed = PackedImages(images.contiguous().view(-1), index)
+    elif isinstance(images, (list, tuple)):
+        devices = {img.device for img in images if isinstance(img, torch.Tensor)}
+        if len(devices) > 1:
+            raise ValueError(f"images must all be on one device, got {sorted(str(d) for d in devices)}")
+        packed = PackedImages.from_images(images)
+    else:
+        raise ValueError(f"images must be PackedImages, a list of uint8 [H, W, 3] tensors or a uint8 [N, H, W, 3] tensor, got {type(images).__name__}")
+    offset, h, w = packed.index.unbind(1)
+    bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset + h * w * 3 > packed.data.numel())
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"image {i} (offset {int(offset[i])}, {int(h[i])}x{int(w[i])}) does not fit the {packed.data.numel()}-byte buffer"
+        )
+    return packed
+
+
+def _output_size(size: int | Sequence[int]) -> list[int]:
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = [size, size]
+    size = list(size) if isinstance(size, (list, tuple, torch.Size)) else size
+    if not isinstance(size, list) or len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
+    return size
+
+
+def _normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[list[float], list[float]]:
+    mean_l = [0.0, 0.0, 0.0] if mean is None else [float(v) for v in torch.as_tensor(mean).reshape(-1)]
+    std_l = [1.0, 1.0, 1.0] if std is None else [float(v) for v in torch.as_tensor(std).reshape(-1)]
+    if len(mean_l) != 3 or len(std_l) != 3:
+        raise ValueError(f"mean and std must have 3 values (RGB, 0-1 scale), got mean={mean!r}, std={std!r}")
+    if any(v == 0.0 for v in std_l):
+        raise ValueError(f"std must be non-zero, got {std!r}")
+    return mean_l, std_l
+
+
+def _host_int64(t: torch.Tensor | Sequence, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be integers, got {t.dtype}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(t.shape)}")
+    return t.to("cpu", torch.int64)
+
+
+def _check_out_dtype(out_dtype: torch.dtype) -> None:
+    if out_dtype not in OUT_DTYPES:
+        raise ValueError(f"out_dtype must be torch.float32, torch.float16 or torch.bfloat16, got {out_dtype}")
+
+
+def _run_resized_crop(packed: PackedImages, boxes: torch.Tensor, flip: torch.Tensor, size: list[int],
+                      mean: list[float], std: list[float], antialias: bool, out_dtype: torch.dtype,
+                      channels_last: bool, resize: torch.Tensor | None) -> torch.Tensor:
+    args = (packed.data, packed.index, boxes, flip, size, mean, std, bool(antialias), out_dtype, bool(channels_last), resize)
+    if _use_kernel("resized_crop", packed.data.device):
+        return torch.ops.bridgedfast.resized_crop.default(*args)
+    return resized_crop_reference(*args)
+
+
+def resized_crop(
+    images: Images,
+    boxes: torch.Tensor | Sequence[Sequence[int]],
+    size: int | Sequence[int],
+    *,
+    flip: torch.Tensor | Sequence[bool] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    antialias: bool = True,
+    out_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Crop, resize, flip and normalise a batch of uint8 RGB images in one pass.
+
+    images: PackedImages, list of uint8 [H,W,3] or uint8 [N,H,W,3], on CPU or CUDA;
+    boxes: int [N,4] (top, left, height, width) inside each image; size: (H, W) or an int;
+    flip: bool [N] (mirror after the resize) -> out_dtype [N,3,H,W] on the images' device,
+    NCHW or channels_last, = torchvision resized_crop(float image, bilinear, antialias), hflip,
+    then (x/255 - mean)/std (mean/std on the 0-1 scale; None keeps x/255).
+    """
+    packed = as_packed(images)
+    n = len(packed)
+    out_size = _output_size(size)
+    boxes_t = _host_int64(boxes, "boxes", (n, 4))
+    flip_t = torch.zeros(n, dtype=torch.bool) if flip is None else torch.as_tensor(flip)
+    if tuple(flip_t.shape) != (n,):
+        raise ValueError(f"flip must be a bool [N] tensor with N = {n}, got shape {list(flip_t.shape)}")
+    flip_t = flip_t.to("cpu", torch.bool)
+    mean_l, std_l = _normalisation(mean, std)
+    _check_out_dtype(out_dtype)
+    top, left, bh, bw = boxes_t.unbind(1)
+    h, w = packed.index[:, 1], packed.index[:, 2]
+    bad = (bh <= 0) | (bw <= 0) | (top < 0) | (left < 0) | (top + bh > h) | (left + bw > w)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"resized_crop: box {i} (top={int(top[i])}, left={int(left[i])}, height={int(bh[i])}, width={int(bw[i])}) "
+            f"is not inside image {i} of size {int(h[i])}x{int(w[i])} (boxes are (top, left, height, width))"
+        )
+    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, None)
+
+
+def resize_center_crop(
+    images: Images,
+    size: int | Sequence[int],
+    resize: int,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    antialias: bool = True,
+    out_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The eval transform in one pass: resize each image's shorter side to `resize`, take the
+    center `size` crop, normalise.
+
+    images: as resized_crop; size: (H, W) or an int; resize: int >= H and W -> out_dtype
+    [N,3,H,W] = torchvision Resize(resize) (bilinear, antialias) + CenterCrop(size) on the float
+    image, then (x/255 - mean)/std.
+    """
+    packed = as_packed(images)
+    n = len(packed)
+    out_size = _output_size(size)
+    if not isinstance(resize, int) or isinstance(resize, bool) or resize < max(out_size):
+        raise ValueError(f"resize must be an int >= the crop size {out_size}, got {resize!r}")
+    mean_l, std_l = _normalisation(mean, std)
+    _check_out_dtype(out_dtype)
+    h, w = packed.index[:, 1], packed.index[:, 2]
+    # torchvision's shorter-side rule: the long side is int(resize * long / short), in float64.
+    wide = w > h
+    short = torch.minimum(h, w).double()
+    long_new = (resize * torch.maximum(h, w).double() / short).to(torch.int64)
+    new_h = torch.where(wide, torch.full_like(h, resize), long_new)
+    new_w = torch.where(wide, long_new, torch.full_like(w, resize))
+    top = torch.round((new_h - out_size[0]).double() / 2.0).to(torch.int64)
+    left = torch.round((new_w - out_size[1]).double() / 2.0).to(torch.int64)
+    boxes_t = torch.stack([torch.zeros_like(h), torch.zeros_like(w), h, w], 1)
+    resize_t = torch.stack([new_h, new_w, top, left], 1)
+    flip_t = torch.zeros(n, dtype=torch.bool)
+    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, resize_t)
+
+
 if _ext.extension_loaded():
 
     @torch.library.register_fake("bridgedfast::gather_images")
@@ -85,3 +247,25 @@ if _ext.extension_loaded():
         channels_last = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         return torch.empty_like(x, memory_format=fmt)
+
+    @torch.library.register_fake("bridgedfast::resized_crop")
+    def _resized_crop_fake(
+        data: torch.Tensor,
+        index: torch.Tensor,
+        boxes: torch.Tensor,
+        flip: torch.Tensor,
+        size: list[int],
+        mean: list[float],
+        std: list[float],
+        antialias: bool,
+        out_dtype: torch.dtype,
+        channels_last: bool,
+        resize: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        torch._check(data.dtype == torch.uint8 and data.dim() == 1, lambda: "resized_crop: data must be 1-D uint8")
+        torch._check(index.dim() == 2 and index.shape[1] == 3, lambda: "resized_crop: index must be [N, 3]")
+        torch._check(len(size) == 2, lambda: "resized_crop: size must be (height, width)")
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.empty(
+            (index.shape[0], 3, size[0], size[1]), dtype=out_dtype, device=data.device, memory_format=fmt
+        )

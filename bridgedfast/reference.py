@@ -31,3 +31,50 @@ def gather_images_reference(sources: list[torch.Tensor], items: torch.Tensor, ou
     for s, src, n, dst in items.tolist():
         out[dst : dst + n].copy_(sources[s][src : src + n])
     return out
+
+
+def resized_crop_reference(
+    data: torch.Tensor,
+    index: torch.Tensor,
+    boxes: torch.Tensor,
+    flip: torch.Tensor,
+    size: list[int],
+    mean: list[float],
+    std: list[float],
+    antialias: bool,
+    out_dtype: torch.dtype,
+    channels_last: bool,
+    resize: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The twin of `torch.ops.bridgedfast.resized_crop`, one image at a time with torch's own
+    bilinear `interpolate` (what torchvision's resize calls on float images).
+
+    data: uint8 packed HWC RGB; index int64 [N,3] (offset, height, width); boxes int64 [N,4]
+    (top, left, height, width); flip bool [N]; resize None or int64 [N,4] (height, width, top,
+    left): resize the box to that size and keep the `size` window at (top, left) instead of
+    resizing it to `size` -> [N,3,H,W] in out_dtype: (x/255 - mean)/std.
+    """
+    out_h, out_w = int(size[0]), int(size[1])
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=data.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=data.device).view(3, 1, 1)
+    outs = []
+    for i in range(index.shape[0]):
+        offset, h, w = (int(v) for v in index[i])
+        top, left, bh, bw = (int(v) for v in boxes[i])
+        img = data[offset : offset + h * w * 3].view(h, w, 3).permute(2, 0, 1).float()
+        crop = img[:, top : top + bh, left : left + bw]
+        if resize is None:
+            rh, rw, wy, wx = out_h, out_w, 0, 0
+        else:
+            rh, rw, wy, wx = (int(v) for v in resize[i])
+        if (rh, rw) != (bh, bw):
+            crop = torch.nn.functional.interpolate(
+                crop[None], size=(rh, rw), mode="bilinear", align_corners=False, antialias=antialias
+            )[0]
+        crop = crop[:, wy : wy + out_h, wx : wx + out_w]
+        if bool(flip[i]):
+            crop = crop.flip(-1)
+        outs.append((crop / 255.0 - mean_t) / std_t)
+    out = torch.stack(outs) if outs else torch.empty(0, 3, out_h, out_w, device=data.device)
+    out = out.to(out_dtype)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out.contiguous()

@@ -11,6 +11,7 @@ at::Tensor mix_images_cpu_op(const at::Tensor& x, const at::Tensor& lam, const a
   const at::Tensor lam_c = lam.contiguous();
   const at::Tensor boxes_c = boxes.contiguous();
   at::Tensor out = at::empty_like(input);
+  advise_huge_pages(out.mutable_data_ptr(), out.nbytes());
   mix_images_cpu(to_out_dtype(input.scalar_type()), input.const_data_ptr(), out.mutable_data_ptr(), shape,
                  lam_c.const_data_ptr<float>(), boxes_c.const_data_ptr<int32_t>());
   return out;

@@ -20,4 +20,5 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(bridgedfast, m) {
   m.def("mix_images(Tensor x, Tensor lam, Tensor boxes) -> Tensor");
   m.def("gather_images(Tensor[] sources, Tensor items, Tensor(a!) out) -> ()");
+  m.def("resized_crop(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize=None) -> Tensor");
 }

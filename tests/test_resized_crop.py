@@ -1,0 +1,292 @@
+"""bridgedfast.ops.resized_crop / resize_center_crop against torchvision.transforms.v2 on float
+images (crop + bilinear resize with and without antialias, hflip, normalize)."""
+import math
+import warnings
+
+import pytest
+import torch
+import torchvision.transforms.v2 as T
+import torchvision.transforms.v2.functional as F
+
+from bridgedfast import _ext, ops
+from bridgedfast.packed import PackedImages
+from bridgedfast.reference import resized_crop_reference
+from conftest import DEVICES
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def torchvision_resized_crop(img_hwc, box, size, flip, mean, std, antialias):
+    """The contract's definition, with torchvision's own functions on the float CHW image."""
+    x = F.resized_crop(img_hwc.permute(2, 0, 1).float(), *[int(v) for v in box], list(size), antialias=antialias)
+    if flip:
+        x = F.hflip(x)
+    x = x / 255.0
+    return F.normalize(x, list(mean), list(std)) if mean is not None else x
+
+
+def random_case(seed, n, max_side=48):
+    """n (image, box) pairs with odd sizes and the boxes that break resamplers: 1-pixel, full
+    image, single rows/columns, extreme aspect ratios, and ordinary random ones."""
+    g = torch.Generator().manual_seed(seed)
+    images, boxes = [], []
+    for i in range(n):
+        h, w = (int(v) for v in torch.randint(1, max_side + 1, (2,), generator=g))
+        if i % 11 == 0:
+            h, w = 1 + 2 * h, max(1, w // 8)  # tall and thin
+        images.append(torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g))
+        kind = i % 6
+        if kind == 0:
+            box = (0, 0, h, w)
+        elif kind == 1:
+            box = (int(torch.randint(0, h, (1,), generator=g)), int(torch.randint(0, w, (1,), generator=g)), 1, 1)
+        elif kind == 2:
+            box = (int(torch.randint(0, h, (1,), generator=g)), 0, 1, w)
+        else:
+            bh = int(torch.randint(1, h + 1, (1,), generator=g))
+            bw = int(torch.randint(1, w + 1, (1,), generator=g))
+            top = int(torch.randint(0, h - bh + 1, (1,), generator=g))
+            left = int(torch.randint(0, w - bw + 1, (1,), generator=g))
+            box = (top, left, bh, bw)
+        boxes.append(box)
+    flip = torch.rand(n, generator=g) < 0.5
+    return images, torch.tensor(boxes, dtype=torch.int64), flip
+
+
+def reference_batch(images, boxes, size, flip, mean, std, antialias):
+    return torch.stack(
+        [torchvision_resized_crop(img, b, size, bool(f), mean, std, antialias) for img, b, f in zip(images, boxes, flip)]
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("antialias", [True, False])
+@pytest.mark.parametrize("size", [(17, 23), (40, 9), (1, 1)])
+def test_matches_torchvision_on_random_boxes(device, antialias, size):
+    images, boxes, flip = random_case(seed=hash(size) % 1000, n=120)
+    out = ops.resized_crop([im.to(device) for im in images], boxes, size, flip=flip, mean=MEAN, std=STD, antialias=antialias)
+    assert out.shape == (120, 3, *size) and out.dtype == torch.float32 and out.device.type == device
+    ref = reference_batch(images, boxes, size, flip, MEAN, STD, antialias)
+    assert (out.cpu() - ref).abs().max().item() <= 1e-3
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_strong_downscale_and_upscale(antialias):
+    g = torch.Generator().manual_seed(5)
+    big = torch.randint(0, 256, (301, 263, 3), dtype=torch.uint8, generator=g)
+    small = torch.randint(0, 256, (3, 2, 3), dtype=torch.uint8, generator=g)
+    images = [big, big, big, small, small]
+    boxes = torch.tensor([[0, 0, 301, 263], [5, 7, 290, 11], [100, 3, 2, 250], [0, 0, 3, 2], [1, 1, 2, 1]])
+    flip = torch.tensor([False, True, False, True, False])
+    for size in [(7, 5), (64, 61)]:
+        out = ops.resized_crop(images, boxes, size, flip=flip, antialias=antialias)
+        ref = reference_batch(images, boxes, size, flip, None, None, antialias)
+        assert (out - ref).abs().max().item() <= 1e-3 / 255 * 4
+
+
+def test_identity_and_hand_computed_values():
+    img = torch.arange(2 * 4 * 3, dtype=torch.uint8).view(2, 4, 3) * 10
+    # Same size, no normalisation: the crop itself (x * (1/255) may differ from x / 255 by an ulp).
+    out = ops.resized_crop([img], [[0, 1, 2, 3]], (2, 3))
+    torch.testing.assert_close(out[0], img[:, 1:].permute(2, 0, 1).float() / 255, rtol=0, atol=1e-7)
+    # Flip mirrors the columns.
+    out = ops.resized_crop([img], [[0, 0, 2, 4]], (2, 4), flip=[True])
+    torch.testing.assert_close(out[0], img.flip(1).permute(2, 0, 1).float() / 255, rtol=0, atol=1e-7)
+    # 2x1 -> 1x1 box average (antialias: both rows weigh 1/2), normalised by hand.
+    out = ops.resized_crop([img], [[0, 2, 2, 1]], 1, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1.0])
+    avg = (img[0, 2].float() + img[1, 2].float()) / 2 / 255
+    expected = (avg - 0.5) / torch.tensor([0.25, 0.5, 1.0])
+    torch.testing.assert_close(out[0, :, 0, 0], expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_input_forms_agree(device):
+    g = torch.Generator().manual_seed(2)
+    batch = torch.randint(0, 256, (6, 31, 27, 3), dtype=torch.uint8, generator=g).to(device)
+    boxes = torch.tensor([[0, 0, 31, 27], [3, 4, 10, 20], [30, 26, 1, 1], [1, 0, 29, 5], [0, 7, 12, 12], [5, 5, 5, 5]])
+    flip = torch.tensor([True, False, True, True, False, False])
+    from_batch = ops.resized_crop(batch, boxes, (12, 14), flip=flip)
+    from_list = ops.resized_crop(list(batch.unbind(0)), boxes, (12, 14), flip=flip)
+    from_packed = ops.resized_crop(PackedImages.from_images(list(batch.unbind(0))), boxes, (12, 14), flip=flip)
+    torch.testing.assert_close(from_batch, from_list, rtol=0, atol=0)
+    torch.testing.assert_close(from_batch, from_packed, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_dtypes_and_layouts(device, out_dtype, channels_last):
+    images, boxes, flip = random_case(seed=9, n=40)
+    out = ops.resized_crop(
+        [im.to(device) for im in images], boxes, (15, 18), flip=flip, mean=MEAN, std=STD,
+        out_dtype=out_dtype, channels_last=channels_last,
+    )
+    assert out.dtype == out_dtype and out.shape == (40, 3, 15, 18)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    ref = reference_batch(images, boxes, (15, 18), flip, MEAN, STD, True).double()
+    # Within twice the error of rounding the float32 reference to the dtype (plus fp32 slack).
+    rounding = (ref.float().to(out_dtype).double() - ref).abs().max().item()
+    assert (out.cpu().double() - ref).abs().max().item() <= 2 * rounding + 1e-3
+
+
+def test_eval_transform_matches_torchvision():
+    g = torch.Generator().manual_seed(4)
+    sizes = [(40, 40), (33, 57), (61, 29), (28, 28), (45, 31)]
+    images = [torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g) for h, w in sizes]
+    for resize, size, antialias in [(28, 24, True), (32, (24, 20), False), (24, 24, True)]:
+        pipeline = T.Compose([T.Resize(resize, antialias=antialias), T.CenterCrop(size), T.Normalize(MEAN, STD)])
+        ref = torch.stack([pipeline(im.permute(2, 0, 1).float() / 255) for im in images])
+        out = ops.resize_center_crop(images, size, resize, mean=MEAN, std=STD, antialias=antialias)
+        assert out.shape == ref.shape
+        assert (out - ref).abs().max().item() <= 1e-3
+
+
+def test_reference_twin_matches_torchvision():
+    images, boxes, flip = random_case(seed=12, n=30)
+    packed = PackedImages.from_images(images)
+    for antialias in (True, False):
+        out = resized_crop_reference(packed.data, packed.index, boxes, flip, [11, 13], list(MEAN), list(STD), antialias,
+                                     torch.float32, False)
+        ref = reference_batch(images, boxes, (11, 13), flip, MEAN, STD, antialias)
+        assert (out - ref).abs().max().item() <= 1e-5
+
+
+def test_falls_back_to_reference_without_kernel(monkeypatch):
+    images, boxes, flip = random_case(seed=13, n=8)
+    fast = ops.resized_crop(images, boxes, (9, 10), flip=flip, mean=MEAN, std=STD)
+    monkeypatch.setattr(_ext, "has_kernel", lambda op, device_type: False)
+    _ext.warn_fallback.cache_clear()
+    with pytest.warns(RuntimeWarning, match="resized_crop.*reference"):
+        slow = ops.resized_crop(images, boxes, (9, 10), flip=flip, mean=MEAN, std=STD)
+    assert (fast - slow).abs().max().item() <= 1e-4
+    _ext.warn_fallback.cache_clear()
+
+
+def opcheck_args(device):
+    images, boxes, flip = random_case(seed=14, n=5, max_side=12)
+    packed = PackedImages.from_images(images).to(device)
+    return packed.data, packed.index, boxes, flip
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out_dtype, channels_last, with_resize", [(torch.float32, False, False), (torch.bfloat16, True, True)])
+def test_opcheck(device, out_dtype, channels_last, with_resize):
+    data, index, boxes, flip = opcheck_args(device)
+    resize = None
+    if with_resize:
+        boxes = torch.stack([torch.zeros_like(index[:, 1]), torch.zeros_like(index[:, 1]), index[:, 1], index[:, 2]], 1)
+        resize = torch.tensor([[9, 8, 1, 0]] * len(index))
+    args = (data, index, boxes, flip, [7, 8], list(MEAN), list(STD), True, out_dtype, channels_last, resize)
+    torch.library.opcheck(torch.ops.bridgedfast.resized_crop.default, args)
+
+
+def test_under_torch_compile():
+    data, index, boxes, flip = opcheck_args("cpu")
+
+    def fn(d):
+        return torch.ops.bridgedfast.resized_crop.default(d, index, boxes, flip, [6, 6], [0.0] * 3, [1.0] * 3, True,
+                                                          torch.float32, False, None) * 2
+
+    compiled = torch.compile(fn, fullgraph=True)
+    torch.testing.assert_close(compiled(data), fn(data))
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    images, boxes, flip = random_case(seed=15, n=64, max_side=96)
+    for antialias in (True, False):
+        for channels_last in (False, True):
+            kw = dict(flip=flip, mean=MEAN, std=STD, antialias=antialias, channels_last=channels_last)
+            cpu = ops.resized_crop(images, boxes, (33, 29), **kw)
+            gpu = ops.resized_crop([im.cuda() for im in images], boxes, (33, 29), **kw)
+            assert gpu.is_cuda and gpu.is_contiguous(memory_format=torch.channels_last) == channels_last
+            assert (gpu.cpu() - cpu).abs().max().item() <= 1e-4
+
+
+IMG = [torch.zeros(10, 12, 3, dtype=torch.uint8), torch.zeros(8, 8, 3, dtype=torch.uint8)]
+BOXES = [[0, 0, 10, 12], [0, 0, 8, 8]]
+
+
+@pytest.mark.parametrize(
+    "images, boxes, kwargs, match",
+    [
+        ([IMG[0].float(), IMG[1]], BOXES, {}, "image 0 must be a uint8 \\[H, W, 3\\]"),
+        ([IMG[0], torch.zeros(8, 8, 4, dtype=torch.uint8)], BOXES, {}, "image 1 must be a uint8 \\[H, W, 3\\]"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), BOXES, {}, "uint8 \\[N, H, W, 3\\]"),
+        (torch.zeros(2, 8, 8, 3), BOXES, {}, "uint8 \\[N, H, W, 3\\]"),
+        ("not images", BOXES, {}, "images must be PackedImages"),
+        (IMG, [[0, 0, 10, 12], [1, 0, 8, 8]], {}, "box 1 \\(top=1, left=0, height=8, width=8\\) is not inside image 1 of size 8x8"),
+        (IMG, [[0, 0, 10, 13], [0, 0, 8, 8]], {}, "box 0 .* not inside image 0 of size 10x12"),
+        (IMG, [[-1, 0, 5, 5], [0, 0, 8, 8]], {}, "box 0 \\(top=-1"),
+        (IMG, [[0, 0, 0, 5], [0, 0, 8, 8]], {}, "box 0 .*height=0"),
+        (IMG, [[0, 0, 10, 12]], {}, "boxes must have shape \\[2, 4\\], got \\[1, 4\\]"),
+        (IMG, [[0.0, 0.0, 10.0, 12.0], [0.0, 0.0, 8.0, 8.0]], {}, "boxes must be integers"),
+        (IMG, BOXES, {"flip": [True]}, "flip must be a bool \\[N\\] tensor with N = 2"),
+        (IMG, BOXES, {"size": 0}, "size must be a positive int"),
+        (IMG, BOXES, {"size": (4, 4, 4)}, "size must be a positive int"),
+        (IMG, BOXES, {"mean": [0.5, 0.5]}, "mean and std must have 3 values"),
+        (IMG, BOXES, {"mean": MEAN, "std": [0.2, 0.0, 0.2]}, "std must be non-zero"),
+        (IMG, BOXES, {"out_dtype": torch.float64}, "out_dtype must be"),
+    ],
+)
+def test_rejects_bad_inputs(images, boxes, kwargs, match):
+    kwargs = dict(kwargs)
+    size = kwargs.pop("size", 5)
+    with pytest.raises(ValueError, match=match):
+        ops.resized_crop(images, boxes, size, **kwargs)
+
+
+def test_rejects_images_on_two_devices_and_bad_packing():
+    with pytest.raises(ValueError, match="does not fit the 300-byte buffer"):
+        ops.resized_crop(PackedImages(torch.zeros(300, dtype=torch.uint8), torch.tensor([[0, 11, 10]])), [[0, 0, 1, 1]], 4)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="one device"):
+            ops.resized_crop([IMG[0], IMG[1].cuda()], BOXES, 4)
+
+
+def test_eval_rejects_resize_smaller_than_crop():
+    with pytest.raises(ValueError, match="resize must be an int >= the crop size"):
+        ops.resize_center_crop(IMG, 24, 20)
+    with pytest.raises(ValueError, match="resize must be an int"):
+        ops.resize_center_crop(IMG, 24, 25.5)
+
+
+def test_op_level_checks_name_the_problem():
+    packed = PackedImages.from_images(IMG)
+    flip = torch.zeros(2, dtype=torch.bool)
+    op = torch.ops.bridgedfast.resized_crop.default
+    base = dict(size=[4, 4], mean=[0.0] * 3, std=[1.0] * 3, antialias=True, out_dtype=torch.float32, channels_last=False)
+
+    def call(data=packed.data, index=packed.index, boxes=torch.tensor(BOXES), flip=flip, **over):
+        kw = {**base, **over}
+        return op(data, index, boxes, flip, kw["size"], kw["mean"], kw["std"], kw["antialias"], kw["out_dtype"],
+                  kw["channels_last"], kw.get("resize"))
+
+    with pytest.raises(RuntimeError, match="box 1 \\(top 0, left 2, height 8, width 8\\) is not inside its 8x8 image"):
+        call(boxes=torch.tensor([[0, 0, 10, 12], [0, 2, 8, 8]]))
+    with pytest.raises(RuntimeError, match="data must be a contiguous 1-D uint8"):
+        call(data=packed.data.float())
+    with pytest.raises(RuntimeError, match="boxes must be a CPU int64 \\[N, 4\\]"):
+        call(boxes=torch.tensor(BOXES, dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="flip must be a CPU bool \\[N\\]"):
+        call(flip=torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="image 1 .* does not fit"):
+        call(index=torch.tensor([[0, 10, 12], [400, 8, 8]]))
+    with pytest.raises(RuntimeError, match="resize 0 .* does not contain a 4x4 window"):
+        call(resize=torch.tensor([[4, 4, 1, 0], [4, 4, 0, 0]]))
+    with pytest.raises(RuntimeError, match="unsupported floating dtype"):
+        call(out_dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="std must be non-zero"):
+        call(std=[1.0, 0.0, 1.0])
+
+
+def test_tap_weights_follow_torch_antialias_definition():
+    # A 1-D check of the shared weight math through the op: a 1-row image resized 9 -> 4 with
+    # antialias equals torch's _upsample_bilinear2d_aa on the same row.
+    row = torch.tensor([[[0, 255, 30, 200, 90, 10, 250, 0, 128]]], dtype=torch.uint8).permute(0, 2, 1).expand(1, 9, 3)
+    out = ops.resized_crop([row.contiguous()], [[0, 0, 1, 9]], (1, 4))
+    ref = torch._C._nn._upsample_bilinear2d_aa(row.permute(2, 0, 1)[None].float(), [1, 4], False) / 255
+    assert (out - ref).abs().max().item() <= 1e-6
+    assert math.isclose(out.sum().item(), ref.sum().item(), rel_tol=1e-5)
+    warnings.simplefilter("default")
