@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bridgedfast.cli import main as cli_main
-from bridgedfast.transfer import StageConfig, TrainConfig, train
+from bridgedfast.transfer import StageConfig, TrainConfig, few_shot_split, train
 from bridgedfast.transfer.models import create_model, load_weights_file
 
 data = pytest.importorskip("bridgedfast.data", reason="needs the image store and loader (branch data)")
@@ -108,7 +108,8 @@ def test_bridged_pp_head_is_fresh_and_few_shot_split_is_recorded(stores, tmp_pat
     assert not torch.equal(final["fc.weight"], stage1["fc.weight"])
     assert torch.equal(final["fc.weight"], fresh.fc.weight) and torch.equal(final["fc.bias"], fresh.fc.bias)
     split = json.loads((tmp_path / "bridged++/split.json").read_text())
-    assert [len(v) for v in split["per_class"].values()] == [3, 3, 3]
+    assert [len(v) for v in split["per_class"].values()] == [3, 3, 3] and (split["shots"], split["split_seed"]) == (3, 0)
+    assert split["indices"] == few_shot_split(data.ImageStore(stores["real_train"]).labels, 3, 0).tolist()
     assert split == json.loads((tmp_path / "bridged/split.json").read_text())
     res = json.loads((tmp_path / "bridged++/results.json").read_text())
     assert res["stages"][1]["images"] == {"real": 8, "synthetic": 0}  # 9 shots, batch 8, drop_last
