@@ -163,10 +163,9 @@ def summary(results: dict) -> str:
     for s in results["stages"]:
         lines.append(f"  {s['name']} ({s['data']}): {s['epochs']} epochs, final train loss {s['final_train_loss']:.4f}, "
                      f"test top-1 {100 * s['test_top1']:.2f}%, head {s['head']}")
-    leep = ""
-    if results.get("leep_pretrained") is not None or results.get("leep") is not None:
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        leep = f"  LEEP pretrained {fmt(results.get('leep_pretrained'))} -> after stage 1 {fmt(results.get('leep'))}"
+    parts = [f"{what} {results[key]:.4f}" for key, what in (("leep_pretrained", "pretrained"), ("leep", "after stage 1"))
+             if results.get(key) is not None]
+    leep = f"  LEEP {', '.join(parts)}" if parts else ""
     lines.append(f"test top-1 {100 * results['test_top1']:.2f}%  top-5 {100 * results['test_top5']:.2f}%{leep}")
     return "\n".join(lines)
 

@@ -16,14 +16,20 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str = "
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    x = list(range(1, len(history) + 1))
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(x, [h["train_loss"] for h in history], marker="o", label="train loss")
-    ax_acc.plot(x, [100 * h["train_top1"] for h in history], marker="o", label="train top-1")
-    tested = [(xi, h["test_top1"]) for xi, h in zip(x, history) if h.get("test_top1") is not None]
-    if tested:
-        ax_acc.plot([t[0] for t in tested], [100 * t[1] for t in tested], marker="s", label="test top-1")
     starts = [i for i, h in enumerate(history) if i == 0 or h["stage"] != history[i - 1]["stage"]]
+    # One line segment per stage: a new stage (maybe a new head) is not a continuation.
+    for k, (lo, hi) in enumerate(zip(starts, [*starts[1:], len(history)])):
+        rows = list(enumerate(history[lo:hi], start=lo + 1))
+        xs = [x for x, _ in rows]
+        ax_loss.plot(xs, [h["train_loss"] for _, h in rows], marker="o", color="C0", label=None if k else "train loss")
+        ax_acc.plot(xs, [100 * h["train_top1"] for _, h in rows], marker="o", color="C0", label=None if k else "train top-1")
+        tested = [(x, h["test_top1"]) for x, h in rows if h.get("test_top1") is not None]
+        if tested:
+            ax_acc.plot([x for x, _ in tested], [100 * t for _, t in tested], marker="s", color="C1",
+                        label=None if k else "test top-1")
     for ax in (ax_loss, ax_acc):
         for i in starts:
             if i > 0:
@@ -32,9 +38,10 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str = "
                                 xycoords=("data", "axes fraction"), va="top", fontsize=8, color="grey")
             label.set_in_layout(False)
         ax.set_xlim(0.5, len(history) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (all stages)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="center right")
+        ax.legend(loc="best")
     ax_loss.set_ylabel("loss")
     ax_acc.set_ylabel("top-1 (%)")
     if title:
