@@ -217,6 +217,32 @@ def test_changed_configuration_is_refused_and_rerun_is_a_noop(stores, tmp_path, 
     assert "different configuration (seed: 0 -> 1" in capsys.readouterr().err
 
 
+class Stop(Exception):
+    pass
+
+
+def test_resuming_against_a_store_that_changed_is_refused(stores, tmp_path, monkeypatch):
+    import shutil
+
+    import bridgedfast.transfer.trainer as trainer
+
+    shutil.copytree(stores["synthetic"], tmp_path / "syn")
+    config = cfg(stores, tmp_path / "out", "bridged", synthetic=str(tmp_path / "syn"), epochs=2)
+
+    def stop(pid, sig):
+        raise Stop
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer.os, "kill", stop)
+        m.setenv("BRIDGEDFAST_TEST_KILL_AT_STEP", "1")
+        with pytest.raises(Stop):
+            train(config)
+    with data.ImageStoreWriter(tmp_path / "syn", CLASSES) as writer:
+        writer.add(torch.zeros(8, 8, 3, dtype=torch.uint8), 0)
+    with pytest.raises(ValueError, match="--synthetic store now holds 31 images, but the run in --out .* started with 30"):
+        train(config)
+
+
 def test_pretrained_file_loads_everything_but_a_mismatched_head(tmp_path):
     import timm
     from safetensors.torch import save_file

@@ -149,6 +149,18 @@ class _Run:
         results = self.out / "results.json"
         return json.loads(results.read_text()) if results.is_file() else None
 
+    def check_store_sizes(self, sizes: dict[str, int | None]) -> None:
+        """A resumed run must see the stores it started with (a store that grew would change
+        every epoch's batches)."""
+        cfg_file = self.out / "config.json"
+        if not cfg_file.is_file():
+            return
+        started = json.loads(cfg_file.read_text()).get("store_sizes", {})
+        for key, now in sizes.items():
+            if key in started and started[key] != now:
+                raise ValueError(f"--{key.replace('_', '-')} store now holds {now} images, but the run in --out "
+                                 f"{str(self.out)!r} started with {started[key]}; use a new --out")
+
     def open_data(self) -> None:
         cfg = self.cfg
         self.real_train = _data.open_store(cfg.real_train, "--real-train")
@@ -398,6 +410,9 @@ class _Run:
             self.log(f"{self.out} already holds this finished run: test top-1 {100 * finished['test_top1']:.2f}%")
             return finished
         self.open_data()
+        sizes = {"real_train": len(self.real_train), "real_test": len(self.real_test),
+                 "synthetic": None if self.synthetic is None else len(self.synthetic)}
+        self.check_store_sizes(sizes)
         for name, data, s in cfg.stages():
             self.check_batch(name, data, s)
         model = self.build_model()
@@ -406,7 +421,7 @@ class _Run:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg_file = self.out / "config.json"
             if not cfg_file.is_file():
-                atomic_write_text(cfg_file, json.dumps({"config": recorded}, indent=1))
+                atomic_write_text(cfg_file, json.dumps({"config": recorded, "store_sizes": sizes}, indent=1))
             self.write_split()
         barrier(info)
         mean, std, size = self.data_cfg["mean"], self.data_cfg["std"], self.data_cfg["image_size"]
