@@ -2,12 +2,13 @@
 the training device) vs the same loop fed by torchvision ImageFolder + DataLoader (JPEG files,
 transforms.v2 RandomResizedCrop antialias + flip + ToDtype + Normalize, the same workers).
 
-  python benchmarks/bench_train.py [--device cpu|cuda] [--model resnet50] [--batch 32] [--size 224]
+  python benchmarks/bench_train.py [--device cpu|cuda] [--model resnet50] [--batch 16] [--size 224]
                                    [--workers 2] [--amp bf16|fp16|none] [--images 512]
 
-On CUDA the loop uses AMP (bf16 by default) and channels_last for both sides. Besides the
-training rows it prints the loaders alone (batches/s with no model), which shows how far each
-is from being the bottleneck.
+On CUDA the loop uses AMP (bf16 by default) and channels_last for both sides. Training steps
+are timed in alternating blocks (ours, theirs, ours, ...; median step), so a shared machine's
+changing load falls on both alike. Besides the training rows it prints the loaders alone (images/s with
+no model), which shows how far each is from being the bottleneck.
 """
 from __future__ import annotations
 
@@ -112,6 +113,30 @@ def train_step_fn(model_name: str, batches, device: str, amp: str, channels_last
     return step
 
 
+def alternating_throughput(fns: list, items: int, blocks: int, steps: int, device: str) -> list[float]:
+    """Items/s of each fn (median step time), timed in alternating blocks so a shared machine's
+    changing load falls on every contender alike. Each block starts with an untimed step: the
+    other side's loader refills its prefetch queue meanwhile, which is not this side's cost."""
+    import statistics
+    import time
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(blocks):
+        for k, fn in enumerate(fns):
+            fn()
+            for _ in range(steps):
+                sync()
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[k].append(time.perf_counter() - start)
+    return [items / statistics.median(t) for t in times]
+
+
 def loader_only_fn(batches):
     def step():
         images, _ = next(batches)
@@ -138,18 +163,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="resnet50")
-    ap.add_argument("--batch", type=int, default=None, help="default: 32 on CPU, 256 on CUDA")
+    ap.add_argument("--batch", type=int, default=None, help="default: 16 on CPU, 256 on CUDA")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--workers", type=int, default=2, help="loader worker threads (ours) / processes (DataLoader)")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--amp", default=None, help="bf16, fp16 or none (default: bf16 on CUDA, none on CPU)")
     ap.add_argument("--images", type=int, default=None, help="images in the generated dataset (default: 4 batches)")
-    ap.add_argument("--min-run-time", type=float, default=10.0, help="seconds timed per row")
+    ap.add_argument("--blocks", type=int, default=3, help="alternating timing blocks per side (default: 3)")
+    ap.add_argument("--steps", type=int, default=None, help="timed training steps per block (default: 2 CPU, 10 CUDA)")
+    ap.add_argument("--min-run-time", type=float, default=3.0, help="seconds timed per loader-only row")
     ap.add_argument("--data", default=None, help="folder to keep the generated dataset in (default: a temp folder)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
-    batch = args.batch or (256 if cuda else 32)
+    batch = args.batch or (256 if cuda else 16)
     amp = args.amp or ("bf16" if cuda else "none")
     channels_last = cuda
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,19 +184,20 @@ def main() -> None:
         folder, store = make_dataset(root, args.images or 4 * batch)
         rows = []
         what = f"{args.model} training {batch}x3x{args.size}x{args.size} (amp {amp}, channels_last {channels_last})"
-        ours = Result("bridgedfast MixedLoader + TrainAugment",
-                      throughput(train_step_fn(args.model, ours_batches(store, batch, args.size, args.device, args.workers, channels_last),
-                                               args.device, amp, channels_last, 8), batch, min_run_time=args.min_run_time))
-        peer = Result(f"torchvision ImageFolder + DataLoader ({args.workers} workers)",
-                      throughput(train_step_fn(args.model, torchvision_batches(folder, batch, args.size, args.device, args.workers, channels_last),
-                                               args.device, amp, channels_last, 8), batch, min_run_time=args.min_run_time))
+        steps = [train_step_fn(args.model, ours_batches(store, batch, args.size, args.device, args.workers, channels_last),
+                               args.device, amp, channels_last, 8),
+                 train_step_fn(args.model, torchvision_batches(folder, batch, args.size, args.device, args.workers, channels_last),
+                               args.device, amp, channels_last, 8)]
+        ours_ips, peer_ips = alternating_throughput(steps, batch, args.blocks, args.steps or (10 if cuda else 2), args.device)
+        ours = Result("bridgedfast MixedLoader + TrainAugment", ours_ips)
+        peer = Result(f"torchvision ImageFolder + DataLoader ({args.workers} workers)", peer_ips)
         rows += compare(what, ours, [peer], args.device)
         ours_l = Result("bridgedfast MixedLoader + TrainAugment",
                         throughput(loader_only_fn(ours_batches(store, batch, args.size, args.device, args.workers, channels_last)),
-                                   batch, min_run_time=min(3.0, args.min_run_time)))
+                                   batch, min_run_time=args.min_run_time))
         peer_l = Result(f"torchvision ImageFolder + DataLoader ({args.workers} workers)",
                         throughput(loader_only_fn(torchvision_batches(folder, batch, args.size, args.device, args.workers, channels_last)),
-                                   batch, min_run_time=min(3.0, args.min_run_time)))
+                                   batch, min_run_time=args.min_run_time))
         rows += compare(f"loaders alone, {batch}x3x{args.size}x{args.size} batches", ours_l, [peer_l], args.device)
     print("saved", save("train", rows, args.device))
 
