@@ -501,6 +501,7 @@ class _Run:
                     "stage_summaries": self.stage_summaries,
                 })
             opt_state = None
+            ctx = None  # drops this stage's DDP wrapper (and its gradient hooks) before the next stage wraps the model
         return self.finish(model, time.perf_counter() - run_start)
 
     def stage_context(self, model: nn.Module, name: str, data: str, s: StageConfig, real_store: Any) -> dict[str, Any]:
