@@ -3,6 +3,7 @@ CLI's errors, kill -9 and resume, torchrun DDP on 2 CPU processes, --pretrained,
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -289,6 +290,15 @@ def test_compare_prints_mean_and_std_over_seeds(tmp_path, capsys):
     assert "60.00 +- 10.00" in next(l for l in group_lines if l.startswith("bridged++")) and "0,1,2" in out
     assert "40.00 +- 0.00" in next(l for l in group_lines if l.startswith("vanilla"))
     assert cli_main(["train", "--compare", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("amp, expected", [("bf16", "bfloat16"), ("fp16", "float16")])
+def test_amp_and_channels_last_paths_run_on_cpu_too(stores, tmp_path, amp, expected):
+    res = train(cfg(stores, tmp_path / "out", "bridged++", amp=amp, channels_last=True))
+    assert res["runtime"]["amp"] == expected and res["runtime"]["channels_last"]
+    assert all(math.isfinite(h["train_loss"]) for h in res["history"])
+    if amp == "fp16":  # the grad scaler's state is checkpointed with the optimiser
+        assert json.loads((tmp_path / "out/checkpoint/state.json").read_text())["scaler"]["scale"] > 0
 
 
 @pytest.mark.cuda
