@@ -1,0 +1,18 @@
+"""Per-step learning-rate schedule: linear warmup, then cosine decay."""
+from __future__ import annotations
+
+import math
+
+__all__ = ["lr_factor"]
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the base learning rate at optimiser step `step` (0-based).
+
+    Warmup ramps (step + 1) / warmup_steps so the first step already moves; cosine goes from
+    1 to `min_ratio` over the remaining steps."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
