@@ -197,6 +197,10 @@ def _check_values(exp: Experiment, base: Path) -> None:
     if needs_synthetic:
         if not exp.generation.model:
             raise ExperimentError("generation.model is required for the modes mixed/bridged/bridged++")
+        model = exp.generation.model
+        looks_like_hub_id = not model.startswith((".", "/", "~")) and model.count("/") == 1
+        if not looks_like_hub_id and not _resolve(model, base).exists():
+            raise ExperimentError(f"generation.model: {model!r} is neither an existing folder nor a hub id (org/name)")
         if "{}" not in exp.generation.template:
             raise ExperimentError(f"generation.template must contain '{{}}' for the class name, got {exp.generation.template!r}")
         if exp.style.enabled and ("{}" not in exp.style.template or "{token}" not in exp.style.template):

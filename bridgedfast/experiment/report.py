@@ -111,9 +111,12 @@ def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, 
         if res_path.is_file():
             res = json.loads(res_path.read_text())
             for st in res.get("stages", []):
-                ips = st.get("images_per_second")
-                t_rows.append([f"training {run.name} {st.get('name', '')}", f"{st.get('epochs')} epochs on {st.get('data')}",
-                               f"{_fmt(ips, 1)} images/s" if ips else "-"])
+                epochs = [h for h in res.get("history", []) if h.get("stage") == st.get("name")]
+                seconds = sum(h.get("seconds", 0.0) for h in epochs)
+                images = sum(h.get("images", 0) for h in epochs)
+                t_rows.append([f"training {run.name} {st.get('name', '')}",
+                               f"{st.get('epochs')} epoch(s) on {st.get('data')}, {images} images",
+                               f"{images / seconds:.1f} images/s" if seconds > 0 else "-"])
     b.append(("table", (["what", "work", "throughput"], t_rows)))
 
     b.append(("h2", "Configuration"))

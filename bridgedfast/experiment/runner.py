@@ -82,7 +82,8 @@ class ExperimentRunner:
         data_dir = self.out / "data"
         train = Path(d.real) if d.test and is_store(d.real) else data_dir / "real-train"
         test = Path(d.test) if d.test and is_store(d.test) else data_dir / "real-test"
-        ours = [p for p in (train, test, data_dir / "real-all") if p.is_relative_to(self.out)]
+        packs_all = d.test is None and not is_store(d.real)
+        ours = [p for p in (train, test) if p.is_relative_to(self.out)] + ([data_dir / "real-all"] if packs_all else [])
 
         def work() -> dict:
             from ..data import ImageStore, pack

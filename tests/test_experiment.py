@@ -1,0 +1,151 @@
+"""`bridgedfast run` / `bridgedfast demo`: the whole pipeline on tiny inputs, resume and
+skip-or-rerun bookkeeping, and YAML validation before any work."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bridgedfast.cli import main as cli_main
+from bridgedfast.experiment import ExperimentError, load_experiment, parse_experiment, run_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory) -> Path:
+    """The demo in its reduced form, run as a user would: a subprocess of the CLI."""
+    out = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridgedfast", "demo", "--quick", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, env=_env(), timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def _ran(log: list[str]) -> list[str]:
+    return [line.split("] ", 1)[1].split(":")[0] for line in log if line.startswith(("[run]", "[redo]", "[resume]"))]
+
+
+def _skipped(log: list[str]) -> list[str]:
+    return [line.split("] ", 1)[1].split(":")[0] for line in log if line.startswith("[skip]")]
+
+
+def test_demo_writes_every_artefact(demo_out):
+    from bridgedfast.data import ImageStore
+
+    for name in ("experiment.yaml", "report.md", "report.html", "samples.png", "style/style.safetensors"):
+        assert (demo_out / name).is_file(), name
+    synthetic = ImageStore(demo_out / "synthetic")
+    real = ImageStore(demo_out / "data" / "real-train")
+    assert synthetic.classes == real.classes
+    cfg = yaml.safe_load((demo_out / "experiment.yaml").read_text())
+    assert len(synthetic) == cfg["generation"]["per_class"] * len(real.classes)
+    assert "in the style of <dataset-style>" in synthetic.meta(0)["prompt"]
+    report = (demo_out / "report.md").read_text()
+    for mode in ("vanilla", "mixed", "bridged", "bridged++"):
+        results = json.loads((demo_out / "train" / f"{mode}-all-seed0" / "results.json").read_text())
+        assert results["mode"] == mode and 0.0 <= results["test_top1"] <= 1.0
+        assert (demo_out / "train" / f"{mode}-all-seed0" / "curves.png").is_file()
+        assert f"| {mode} | all | 0 | {100 * results['test_top1']:.2f} |" in report
+        assert f"train/{mode}-all-seed0/curves.png" in report
+    assert "meaningless" in report or "say nothing" in report  # the demo's honesty note
+    assert "images/s" in report and "```yaml" in report
+    assert "<table>" in (demo_out / "report.html").read_text()
+
+
+def test_rerun_is_a_no_op(demo_out):
+    exp = load_experiment(demo_out / "experiment.yaml")
+    before = {p: p.stat().st_mtime_ns for p in (demo_out / "train").rglob("results.json")}
+    log: list[str] = []
+    run_experiment(exp, progress=False, log=log.append)
+    assert _ran(log) == []
+    assert set(_skipped(log)) >= {"data", "style", "generate", "train-vanilla-all-seed0", "train-bridged++-all-seed0"}
+    assert before == {p: p.stat().st_mtime_ns for p in (demo_out / "train").rglob("results.json")}
+
+
+def test_changing_the_training_seed_reruns_only_training(demo_out):
+    raw = yaml.safe_load((demo_out / "experiment.yaml").read_text())
+    raw["training"]["seeds"] = [7]
+    raw["training"]["modes"] = ["vanilla", "bridged++"]
+    log: list[str] = []
+    run_experiment(parse_experiment(raw, base=demo_out), progress=False, log=log.append)
+    assert _ran(log) == ["train-vanilla-all-seed7", "train-bridged++-all-seed7"]
+    assert {"data", "style", "generate", "samples-nostyle"} <= set(_skipped(log))
+    assert "| vanilla | all | 7 |" in (demo_out / "report.md").read_text()
+
+
+def test_changing_generation_reruns_what_depends_on_it(demo_out):
+    raw = yaml.safe_load((demo_out / "experiment.yaml").read_text())
+    raw["generation"]["guidance_scale"] = 3.0
+    raw["training"]["modes"] = ["vanilla", "bridged"]
+    log: list[str] = []
+    run_experiment(parse_experiment(raw, base=demo_out), progress=False, log=log.append)
+    assert "generate" in _ran(log) and "samples-nostyle" in _ran(log)
+    assert "train-bridged-all-seed0" in _ran(log)
+    assert {"data", "style", "train-vanilla-all-seed0"} <= set(_skipped(log))
+    from bridgedfast.data import ImageStore
+
+    assert ImageStore(demo_out / "synthetic").meta(0)["guidance_scale"] == 3.0
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r["generation"].update(per_clas=3), "unknown key 'generation.per_clas' (did you mean 'per_class'?)"),
+        (lambda r: r["generation"].update(per_class="many"), "generation.per_class must be an integer"),
+        (lambda r: r["data"].update(real="no/such/folder"), "data.real: 'no/such/folder' does not exist"),
+        (lambda r: r["training"].update(modes=["bridged+"]), "training.modes[0] must be"),
+        (lambda r: r["style"].update(steps=0), "style.steps must be positive"),
+        (lambda r: r.update(extra=1), "unknown key 'extra'"),
+        (lambda r: r["generation"].update(model="./models/sd15"), "generation.model: './models/sd15' is neither"),
+    ],
+)
+def test_bad_yaml_is_refused_before_any_work(tmp_path, mutate, message, capsys):
+    real = tmp_path / "real"
+    (real / "a").mkdir(parents=True)
+    raw = {
+        "out": "out", "data": {"real": "real", "test": "real"},
+        "generation": {"model": "org/some-model"}, "style": {}, "training": {"modes": ["vanilla", "bridged"]},
+    }
+    mutate(raw)
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli_main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_yaml_and_missing_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    assert cli_main(["run", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert cli_main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ExperimentError, match="must be a mapping"):
+        parse_experiment(["a", "list"])
+
+
+def test_split_store_is_stratified_and_copies_bytes(tmp_path):
+    from bridgedfast.data import ImageStore, pack
+    from bridgedfast.experiment.runner import split_store
+    from bridgedfast.testing import image_folder
+
+    src = pack(image_folder(tmp_path / "src", {"a": 5, "b": 10}), tmp_path / "all", progress=False)
+    split_store(src, tmp_path / "train", tmp_path / "test", test_fraction=0.2, seed=3)
+    train, test = ImageStore(tmp_path / "train"), ImageStore(tmp_path / "test")
+    assert (test.labels == 0).sum() == 1 and (test.labels == 1).sum() == 2
+    assert len(train) + len(test) == len(src)
+    pixels = {src.image(i).numpy().tobytes() for i in range(len(src))}
+    assert {train.image(i).numpy().tobytes() for i in range(len(train))} | {
+        test.image(i).numpy().tobytes() for i in range(len(test))} == pixels
