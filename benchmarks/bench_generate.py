@@ -196,7 +196,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per contender (best kept), interleaved")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="~/.cache/bridgedfast", help="models built for the benchmark, TensorRT engines")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds, not for quoting")
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.images, args.repeats = [4], 8, 1
+        args.batches, args.ours_batches = args.batches or [4], args.ours_batches or ["4"]
+        args.backends = args.backends or ["eager"]
     torch.set_num_threads(args.threads)
     rows = bench(args)
     print("saved", save("generate", rows, args.device))

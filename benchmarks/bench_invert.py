@@ -285,7 +285,11 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="our dtype: auto (bf16 on GPU, fp32 on CPU), fp32, fp16, bf16")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile our UNet")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds, not for quoting")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.round_time, args.images, args.batch = 1, 0.5, 4, 2
+        args.model = args.model or "tiny"
     torch.set_num_threads(args.threads)
     on_gpu = args.device.startswith("cuda")
     args.model = args.model or ("sd15" if on_gpu else "tiny")

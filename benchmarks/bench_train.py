@@ -173,7 +173,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed training steps per block (default: 2 CPU, 10 CUDA)")
     ap.add_argument("--min-run-time", type=float, default=3.0, help="seconds timed per loader-only row")
     ap.add_argument("--data", default=None, help="folder to keep the generated dataset in (default: a temp folder)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds, not for quoting")
     args = ap.parse_args()
+    if args.quick:
+        args.model, args.size, args.batch, args.blocks, args.steps, args.min_run_time = "resnet18", 64, 8, 1, 1, 0.5
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
     batch = args.batch or (256 if cuda else 16)

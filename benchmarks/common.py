@@ -18,7 +18,8 @@ from typing import Callable
 import torch
 import torch.utils.benchmark as tbench
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# `bridgedfast bench --results-dir` redirects every script's output through this variable.
+RESULTS_DIR = Path(os.environ.get("BRIDGEDFAST_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 @dataclass

@@ -23,7 +23,7 @@ def find_benchmarks_dir(explicit: str | None = None) -> Path:
 
 def run_benchmarks(
     *, device: str = "cpu", threads: int = 2, only: list[str] | None = None, quick: bool = False,
-    benchmarks_dir: str | None = None,
+    benchmarks_dir: str | None = None, results_dir: str | None = None,
 ) -> Path:
     bench_dir = find_benchmarks_dir(benchmarks_dir)
     scripts = sorted(bench_dir.glob("bench_*.py"))
@@ -34,13 +34,17 @@ def run_benchmarks(
             raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(sorted(names))}")
         scripts = [names[n] for n in only]
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    results_dir = bench_dir / "results"
+    results_dir = Path(results_dir) if results_dir else bench_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     failures = []
     for script in scripts:
         cmd = [sys.executable, str(script), "--device", device, "--threads", str(threads)] + (["--quick"] if quick else [])
         print(f"\n$ {' '.join(cmd)}", flush=True)
-        env = dict(os.environ, BRIDGEDFAST_BENCH_COMMAND=" ".join(["python", *cmd[1:]]))
+        env = dict(os.environ, BRIDGEDFAST_BENCH_COMMAND=" ".join(["python", *cmd[1:]]),
+                   BRIDGEDFAST_BENCH_RESULTS=str(results_dir))
+        # The scripts import bridgedfast from the checkout that holds them.
+        env["PYTHONPATH"] = os.pathsep.join([str(bench_dir.parent), env.get("PYTHONPATH", "")])
         if subprocess.run(cmd, env=env).returncode != 0:
             failures.append(script.stem)
     rows = []

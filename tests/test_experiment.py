@@ -149,3 +149,20 @@ def test_split_store_is_stratified_and_copies_bytes(tmp_path):
     pixels = {src.image(i).numpy().tobytes() for i in range(len(src))}
     assert {train.image(i).numpy().tobytes() for i in range(len(train))} | {
         test.image(i).numpy().tobytes() for i in range(len(test))} == pixels
+
+
+def test_bench_runs_scripts_and_writes_summary(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridgedfast", "bench", "--only", "invert", "--quick", "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "invert-cpu.json").read_text())["rows"]
+    summary = (tmp_path / "summary-cpu.md").read_text()
+    assert rows and all(r["ratio"] > 0 for r in rows)
+    assert f"{rows[0]['ratio']:.2f}x" in summary and rows[0]["peer"]["name"] in summary
+
+
+def test_bench_rejects_unknown_benchmark(capsys):
+    assert cli_main(["bench", "--only", "nonsense"]) == 2
+    assert "unknown benchmark(s) nonsense" in capsys.readouterr().err

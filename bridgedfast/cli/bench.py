@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", default=None, help="comma-separated benchmark names to run, e.g. augment,loader")
     p.add_argument("--quick", action="store_true", help="small problem sizes (a smoke run, not for quoting)")
     p.add_argument("--benchmarks-dir", default=None, help="folder holding bench_*.py (default: the checkout's benchmarks/)")
+    p.add_argument("--results-dir", default=None, help="where the JSON rows and the summary go (default: benchmarks/results/)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     summary = run_benchmarks(
-        device=args.device, threads=args.threads, only=only, quick=args.quick, benchmarks_dir=args.benchmarks_dir
+        device=args.device, threads=args.threads, only=only, quick=args.quick, benchmarks_dir=args.benchmarks_dir,
+        results_dir=args.results_dir,
     )
     print(f"\nsummary written to {summary}")
     return 0
