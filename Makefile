@@ -50,16 +50,15 @@ test-cpp:
 
 test: test-python test-cpp
 
-# Until `bridgedfast demo` (the end-to-end run) exists, the demo is the most complete slice.
+# The whole pipeline offline on embedded defaults; writes demo-out/report.md and report.html.
 demo: build
-	$(BIN)/bridgedfast info
-	$(PY) benchmarks/bench_augment.py --batch 32 --min-run-time 0.5
+	$(BIN)/bridgedfast demo --out demo-out
 
 bench: build
 	mkdir -p benchmarks/results
 	BRIDGEDFAST_BENCH_THREADS=$(BENCH_THREADS) $(PY) -m pytest benchmarks -o python_files='bench_*.py' -p no:cacheprovider \
 	  --benchmark-only --benchmark-json=benchmarks/results/pytest-benchmark.json
-	set -e; for f in benchmarks/bench_*.py; do BRIDGEDFAST_BENCH_COMMAND="python $$f" $(PY) $$f --threads $(BENCH_THREADS); done
+	$(BIN)/bridgedfast bench --threads $(BENCH_THREADS)
 
 clean:
 	rm -rf build $(CMAKE_BUILD) *.egg-info bridgedfast/_C*.so
