@@ -92,6 +92,27 @@ def _save_pipeline(folder: Path, unet, vae, text_encoder, tokenizer) -> Path:
     return folder
 
 
+def _build_stable_diffusion(folder: Path, seed: int, unet: dict, vae: dict, text_encoder: dict) -> Path:
+    """Assembles random-weight UNet/VAE/CLIP text encoder from configs, with the byte-level
+    tokenizer and SD 1.5's scheduler, and saves the pipeline to `folder` (kept if present)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if (folder / "model_index.json").exists():
+        return folder
+    tokenizer = tiny_tokenizer(folder / "_tokenizer_src")
+    text_config = dict(text_encoder, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    text_config["vocab_size"] = max(text_config.get("vocab_size", 0), len(tokenizer))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        models = (UNet2DConditionModel(in_channels=4, out_channels=4, norm_num_groups=32, **unet),
+                  AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32, **vae),
+                  CLIPTextModel(CLIPTextConfig(**text_config)))
+    unet_model, vae_model, text_model = (m.eval() for m in models)
+    return _save_pipeline(folder, unet_model, vae_model, text_model, tokenizer)
+
+
 def tiny_stable_diffusion(folder: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
     """Builds a tiny random-weight Stable Diffusion (UNet, VAE with 2x downsampling, CLIP text
     encoder, byte-level tokenizer, SD1.5's PNDM scheduler) and saves it as a diffusers folder.
@@ -99,110 +120,44 @@ def tiny_stable_diffusion(folder: str | Path, *, seed: int = 0, image_size: int 
     Generates `image_size` x `image_size` images by default; any multiple of 8 works.
     Returns the folder, loadable with `StableDiffusionPipeline.from_pretrained(folder)`.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    folder = Path(folder)
-    if (folder / "model_index.json").exists():
-        return folder
-    tokenizer = tiny_tokenizer(folder / "_tokenizer_src")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            sample_size=image_size // 2,
-            in_channels=4,
-            out_channels=4,
+    return _build_stable_diffusion(
+        Path(folder),
+        seed,
+        unet=dict(
+            block_out_channels=(32, 64), layers_per_block=1, sample_size=image_size // 2,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(32, 64),
-            in_channels=3,
-            out_channels=3,
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+        ),
+        vae=dict(
+            block_out_channels=(32, 64), sample_size=image_size,
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
             up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-            sample_size=image_size,
-            norm_num_groups=32,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                projection_dim=32,
-                layer_norm_eps=1e-5,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-    _save_pipeline(folder, unet.eval(), vae.eval(), text_encoder.eval(), tokenizer)
-    return folder
+        ),
+        text_encoder=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                          projection_dim=32, layer_norm_eps=1e-5),
+    )
 
 
 def sd15_sized_stable_diffusion(folder: str | Path, *, seed: int = 0) -> Path:
     """A Stable-Diffusion-1.5-sized model (the real SD 1.5 UNet, VAE and CLIP ViT-L/14 text
     encoder configurations) with random weights: the same FLOPs as SD 1.5 for benchmarks when
     the real weights are not on disk. The tokenizer is the tiny byte-level one."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    folder = Path(folder)
-    if (folder / "model_index.json").exists():
-        return folder
-    tokenizer = tiny_tokenizer(folder / "_tokenizer_src")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(320, 640, 1280, 1280),
-            layers_per_block=2,
+    return _build_stable_diffusion(
+        Path(folder),
+        seed,
+        unet=dict(
+            sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            sample_size=512,
-            norm_num_groups=32,
-            scaling_factor=0.18215,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=max(49408, len(tokenizer)),
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                max_position_embeddings=77,
-                projection_dim=768,
-                hidden_act="quick_gelu",
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-    _save_pipeline(folder, unet.eval(), vae.eval(), text_encoder.eval(), tokenizer)
-    return folder
+            cross_attention_dim=768, attention_head_dim=8,
+        ),
+        vae=dict(
+            block_out_channels=(128, 256, 512, 512), layers_per_block=2, sample_size=512, scaling_factor=0.18215,
+            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        ),
+        text_encoder=dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                          num_attention_heads=12, projection_dim=768, hidden_act="quick_gelu"),
+    )
 
 
 def image_folder(
@@ -232,7 +187,8 @@ def image_folder(
             img = base + 80 * ys * torch.tensor([1.0, -0.5, 0.3]) + 60 * xs * torch.tensor([-0.4, 0.8, 0.5])
             img = img + 20 * torch.rand(h, w, 3, generator=g)
             arr = img.clamp(0, 255).to(torch.uint8).numpy()
-            Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}", quality=95) if fmt in ("jpg", "jpeg") else Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}")
+            options = {"quality": 95} if fmt in ("jpg", "jpeg") else {}
+            Image.fromarray(arr).save(root / name / f"{name}_{i:04d}.{fmt}", **options)
     return root
 
 

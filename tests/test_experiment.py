@@ -49,7 +49,8 @@ def test_demo_writes_every_artefact(demo_out):
     assert synthetic.classes == real.classes
     cfg = yaml.safe_load((demo_out / "experiment.yaml").read_text())
     assert len(synthetic) == cfg["generation"]["per_class"] * len(real.classes)
-    assert "in the style of <dataset-style>" in synthetic.meta(0)["prompt"]
+    name = synthetic.classes[synthetic.meta(0)["class_index"]]
+    assert synthetic.meta(0)["prompt"] == f"a photo of the handwritten digit {name} in the style of <dataset-style>"
     report = (demo_out / "report.md").read_text()
     for mode in ("vanilla", "mixed", "bridged", "bridged++"):
         results = json.loads((demo_out / "train" / f"{mode}-all-seed0" / "results.json").read_text())

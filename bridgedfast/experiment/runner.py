@@ -156,7 +156,8 @@ class ExperimentRunner:
             return None, None
         g, s = self.exp.generation, self.exp.style
         out = self.out / "synthetic"
-        template = s.template.replace("{token}", s.token) if style_path is not None else g.template
+        # The generator puts the style file's token where its template says {style}.
+        template = s.template.replace("{token}", "{style}") if style_path is not None else g.template
         payload = {"data": data_key, "style": style_key, "template": template, **self._generation_payload()}
 
         def work() -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .engine import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, GenerationReport, Generator
 from .plan import seed_for
-from .prompts import DEFAULT_STYLE_TOKEN, DEFAULT_TEMPLATE
+from .prompts import DEFAULT_TEMPLATE
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "SCHEDULERS",
     "DEFAULT_SCHEDULER",
     "DEFAULT_TEMPLATE",
-    "DEFAULT_STYLE_TOKEN",
     "DEFAULT_GUIDANCE_SCALE",
     "DEFAULT_STEPS",
 ]

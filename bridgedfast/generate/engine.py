@@ -192,7 +192,6 @@ class Generator:
         self.channels_last = channels_last
         self.unet_runner, self.decoder = make_backend(backend, pipe, device=self.device, fingerprint=self.fingerprint,
                                                       cache_dir=self.cache_dir, compile_mode=compile_mode)
-        self._styles: dict[str, str] = {}
         self._chunk: int | None = None  # sub-batch size after an out-of-memory back-off
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -275,7 +274,7 @@ class Generator:
 
         ctx = rank_context()
         if sty is not None:
-            load_style(self.pipe, sty, self._styles)
+            load_style(self.pipe, sty)
         run = self._prepare_run(names, template, sty, negative_prompt, guidance_scale, steps, height, width, seed, size)
         config = self._config(names, per_class, template, sty, run, encoding)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TEMPLATE = "a photo of a {}"
-DEFAULT_STYLE_TOKEN = "<dataset-style>"
 
 
 @dataclass(frozen=True)
@@ -57,43 +56,25 @@ def make_prompt(template: str, name: str, style: Style | None) -> str:
 
 
 def read_style(path: str | Path, token: str | None = None) -> Style:
-    """Reads a textual-inversion file (diffusers format `{token: [n, dim]}` or A1111 format) in
-    safetensors; the token is the file's own unless `token` overrides it."""
-    from safetensors import safe_open
+    """The style to prompt with: a diffusers textual-inversion safetensors file (one token, as
+    `invert_style` writes it; see `bridgedfast.style`); the token is the file's own unless
+    `token` overrides it."""
+    from ..style import read_style as read_style_file
 
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"style file {str(path)!r} does not exist")
     if p.suffix != ".safetensors":
         raise ValueError(f"style file {str(p)!r} must be a .safetensors textual-inversion file (no pickle)")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            keys = list(f.keys())
-    except Exception as exc:
-        raise ValueError(f"style file {str(p)!r} is not a readable safetensors file: {exc}") from exc
-    if token is None:
-        if len(keys) == 1 and keys[0] not in ("emb_params", "string_to_param"):
-            token = keys[0]
-        elif keys:
-            token = DEFAULT_STYLE_TOKEN
-        else:
-            raise ValueError(f"style file {str(p)!r} holds no embedding")
-    return Style(p.resolve(), token, hashlib.sha256(p.read_bytes()).hexdigest())
+    file_token, _ = read_style_file(p)
+    return Style(p.resolve(), token or file_token, hashlib.sha256(p.read_bytes()).hexdigest())
 
 
-def load_style(pipe: Any, style: Style, loaded: dict[str, str]) -> None:
-    """Adds the style token to the pipeline's tokenizer and text encoder (diffusers
-    `load_textual_inversion`), once per token; `loaded` maps token -> file hash already loaded."""
-    if style.token in loaded:
-        if loaded[style.token] != style.sha256:
-            raise ValueError(
-                f"token {style.token!r} is already loaded from another file; use a new Generator for {str(style.path)!r}"
-            )
-        return
-    if style.token in pipe.tokenizer.get_vocab():
-        raise ValueError(f"style token {style.token!r} is already a word of the tokenizer: pick another token")
+def load_style(pipe: Any, style: Style) -> None:
+    """Adds the style token to the pipeline's tokenizer and text encoder (stock
+    `load_textual_inversion`); loading the same embedding again is a no-op, another one for an
+    already known token is refused."""
+    from ..style import load_style as load_style_file
+
     try:
-        pipe.load_textual_inversion(str(style.path), token=style.token)
+        load_style_file(pipe, style.path, style.token)
     except ValueError as exc:
         raise ValueError(f"style file {str(style.path)!r} does not fit this model: {exc}") from exc
-    loaded[style.token] = style.sha256

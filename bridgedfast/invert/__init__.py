@@ -8,7 +8,7 @@ file for prompts such as "a photo of a {class} in the style of S*".
 """
 from __future__ import annotations
 
-from .style import load_style, read_style, save_style
+from ..style import load_style, read_style, save_style
 from .train import DEFAULT_TEMPLATES, StyleTextEncoder, invert_style
 
 __all__ = ["DEFAULT_TEMPLATES", "StyleTextEncoder", "invert_style", "load_style", "read_style", "save_style"]

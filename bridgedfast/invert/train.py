@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..sd import load_pipeline, model_fingerprint, resolve_device, resolve_dtype
 from .images import ImageSource, open_images
 from .latents import LatentStats, cache_folder, encode_latents
-from .style import atomic_path, save_style
+from ..style import atomic_path, save_style
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     # class-agnostic: the style alone
