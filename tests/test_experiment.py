@@ -107,6 +107,11 @@ def test_changing_generation_reruns_what_depends_on_it(demo_out):
         (lambda r: r["training"].update(modes=["bridged+"]), "training.modes[0] must be"),
         (lambda r: r["style"].update(steps=0), "style.steps must be positive"),
         (lambda r: r.update(extra=1), "unknown key 'extra'"),
+        (lambda r: r["training"].update(options={"stage1": {"mixup_alpah": 0.2}}),
+         "unknown key 'training.options.stage1.mixup_alpah' (did you mean 'mixup_alpha'?)"),
+        (lambda r: r["training"].update(options={"optimiser": "sgd"}), "unknown key 'training.options.optimiser'"),
+        (lambda r: r["training"].update(options={"seed": 3}), "set it as training.seed"),
+        (lambda r: r["training"].update(options={"train_scale": [0.5]}), "training.options.train_scale must be"),
         (lambda r: r["generation"].update(model="./models/sd15"), "generation.model: './models/sd15' is neither"),
     ],
 )

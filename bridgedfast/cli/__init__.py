@@ -21,6 +21,10 @@ class CLIError(Exception):
     """A problem with the user's arguments or input: printed as one line, exit code 2."""
 
 
+class _RawDescriptionDefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps a description's own line breaks (for commands with RAW_DESCRIPTION = True)."""
+
+
 def _load_commands() -> dict[str, ModuleType]:
     modules = {}
     for name in COMMANDS:
@@ -49,7 +53,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
             name,
             help=mod.HELP,
             description=getattr(mod, "DESCRIPTION", mod.HELP),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_RawDescriptionDefaultsFormatter
+            if getattr(mod, "RAW_DESCRIPTION", False)
+            else argparse.ArgumentDefaultsHelpFormatter,
         )
         mod.add_arguments(p)
     return parser, modules

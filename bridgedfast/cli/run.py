@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+RAW_DESCRIPTION = True
 HELP = "run the whole pipeline (pack, invert, generate, train every mode/seed, report) from an experiment YAML"
 DESCRIPTION = """Runs pack -> style inversion -> generation -> training (each mode, shots and seed) -> report,
 as described by one YAML file. Each step is skipped when its output exists under the same settings and

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -104,7 +105,8 @@ class Experiment:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain JSON/YAML-safe values (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def _type_name(tp: Any) -> str:
@@ -138,6 +140,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     elif origin is list:
         items = value if isinstance(value, list) else [value]  # a single value means a one-item list
         return [_convert(v, typing.get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(items)]
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     elif origin is dict:
         if isinstance(value, dict):
             return dict(value)
@@ -177,6 +183,30 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             raise ExperimentError(f"unknown key '{full}'{hint}")
         kwargs[key] = _convert(value, hints[key], full)
     return cls(**kwargs)
+
+
+# TrainConfig fields that `training.options` may not set: the experiment decides them.
+_MANAGED_TRAIN_KEYS = {"model", "real_train", "real_test", "out", "mode", "synthetic", "shots", "seed", "progress",
+                       "pretrained", "device"}
+
+
+def _check_train_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Validates `training.options` against `bridgedfast.transfer.TrainConfig` (stage1/stage2
+    as StageConfig mappings) and returns them converted."""
+    from ..transfer import StageConfig, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    known = sorted(set(hints) - _MANAGED_TRAIN_KEYS)
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        full = f"training.options.{key}"
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            managed = f" (set it as training.{key} or data.{key})" if key in _MANAGED_TRAIN_KEYS else ""
+            hint = f" (did you mean '{close[0]}'?)" if close and not managed else ""
+            raise ExperimentError(f"unknown key '{full}'{managed or hint}")
+        out[key] = _build(StageConfig, value, full) if key in ("stage1", "stage2") else _convert(value, hints[key], full)
+    return out
 
 
 def _check_values(exp: Experiment, base: Path) -> None:
@@ -221,6 +251,7 @@ def _check_values(exp: Experiment, base: Path) -> None:
     sf = exp.training.synthetic_fraction
     if sf is not None and not 0 <= sf <= 1:
         raise ExperimentError(f"training.synthetic_fraction must be between 0 and 1, got {sf!r}")
+    exp.training.options = _check_train_options(exp.training.options)
     pretrained = exp.training.pretrained
     if pretrained not in ("timm", "none") and not _resolve(pretrained, base).exists():
         raise ExperimentError(f"training.pretrained: {pretrained!r} is neither 'timm', 'none' nor an existing file")

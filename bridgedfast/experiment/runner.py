@@ -5,6 +5,7 @@ steps.py), so an interrupted run resumes and a changed setting reruns only what 
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -227,7 +228,7 @@ class ExperimentRunner:
             cfg_kwargs["epochs"] = t.epochs
         if mode == "mixed" and t.synthetic_fraction is not None:
             cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
-        cfg_kwargs.update(t.options)
+        cfg_kwargs.update(copy.deepcopy(t.options))
         config = TrainConfig(**cfg_kwargs)
         for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
             if epochs is not None:
