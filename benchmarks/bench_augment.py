@@ -14,7 +14,7 @@ Rows (images/s, ratio ours/peer):
             the loader's reused augment output, and Mixup's own recycled output buffers
   mixing:   Mixup/CutMix alone on a float batch (one mix_images op into Mixup's recycled output
             buffers vs timm's per-batch / per-sample code on a fresh copy, as it mixes in place)
---quick: tiny sizes and short timings, a smoke run of a few seconds (numbers not meaningful).
+--quick: tiny sizes and short timings, a smoke run of a few seconds (not for quoting).
 Our GB/s counts the crop bytes read plus the output bytes written, beside the machine's copy
 bandwidth (the roofline: a copy reads and writes each byte once). --thp sets torch's
 THP_MEM_ALLOC_ENABLE=1 (huge pages for big CPU tensors) for every row alike: allocating and
@@ -34,10 +34,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import Result, compare, save, throughput  # noqa: E402
+from common import Result, compare, save  # noqa: E402
 
 from bridgedfast.augment import IMAGENET_MEAN, IMAGENET_STD, Mixup, TrainAugment  # noqa: E402
 from bridgedfast.packed import PackedImages  # noqa: E402
+
+
+def throughput(fn, items: int, *, min_run_time: float = 1.0) -> float:
+    """common.throughput, but timed on all of torch's threads (--threads): its
+    torch.utils.benchmark.Timer runs the statement on num_threads=1 unless told otherwise."""
+    import torch.utils.benchmark as tbench
+
+    fn()
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return items / timer.blocked_autorange(min_run_time=min_run_time).median
+
 
 MIXUP_ARGS = dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=1000)
 
@@ -207,10 +218,7 @@ def main() -> None:
             [Result("timm.data.Mixup (on a copy: it mixes in place)", throughput(lambda: timm_m(x.clone(), target), n, min_run_time=t))],
             dev,
         )
-    if args.quick:
-        print("quick smoke run: results not saved")
-    else:
-        print("saved", save("augment", rows, dev))
+    print("saved", save("augment", rows, dev))
 
 
 if __name__ == "__main__":

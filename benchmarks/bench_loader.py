@@ -203,10 +203,7 @@ def main() -> None:
         rows += compare(title + (", GPU cache" if cache else ""), result[key], [result["peer"]], args.device)
     rows += compare("loader efficiency: raw-store loader vs its augmentation alone", result["raw"], [result["bound"]],
                     args.device)
-    if args.quick:
-        print("quick smoke run: results not saved")
-    else:
-        print("saved", save("loader", rows, args.device))
+    print("saved", save("loader", rows, args.device))
 
 
 if __name__ == "__main__":
