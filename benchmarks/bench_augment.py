@@ -1,14 +1,20 @@
 """Fused training augmentation vs its peers, on a batch of varied-size uint8 images.
 
-  python benchmarks/bench_augment.py [--device cpu|cuda] [--batch 256] [--size 224] [--threads 2] [--thp]
+  python benchmarks/bench_augment.py [--device cpu|cuda] [--batch 256] [--size 224] [--threads 2] [--thp] [--quick]
 
 Rows (images/s, ratio ours/peer):
   augment:  bridgedfast TrainAugment (RandomResizedCrop antialias + flip + normalize, one op)
             vs torchvision.transforms.v2 per sample (RandomResizedCrop(antialias=True) +
             RandomHorizontalFlip + ToDtype(float32, scale=True) + Normalize, then stack)
-            vs kornia.augmentation batched (same steps on a batch padded to one size, as kornia needs)
-  + mixup:  the same with Mixup/CutMix on top (bridgedfast Mixup vs timm.data.Mixup)
-  mixing:   Mixup/CutMix alone on a float batch (one mix_images op vs timm's per-batch / per-sample code)
+            vs kornia.augmentation batched (same steps on a batch padded to one size, as kornia needs).
+            Twice: ours allocating a fresh output batch per call (what a plain `augment(x)` does),
+            and ours writing into a reused output buffer (`augment(x, out=buf)`, what MixedLoader
+            does with its recycled CPU batches). The peers allocate fresh outputs in both tables.
+  + mixup:  the same with Mixup/CutMix on top (bridgedfast Mixup vs timm.data.Mixup); ours with
+            the loader's reused augment output, and Mixup's own recycled output buffers
+  mixing:   Mixup/CutMix alone on a float batch (one mix_images op into Mixup's recycled output
+            buffers vs timm's per-batch / per-sample code on a fresh copy, as it mixes in place)
+--quick: tiny sizes and short timings, a smoke run of a few seconds (not for quoting).
 Our GB/s counts the crop bytes read plus the output bytes written, beside the machine's copy
 bandwidth (the roofline: a copy reads and writes each byte once). --thp sets torch's
 THP_MEM_ALLOC_ENABLE=1 (huge pages for big CPU tensors) for every row alike: allocating and
@@ -28,10 +34,21 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import Result, compare, save, throughput  # noqa: E402
+from common import Result, compare, save  # noqa: E402
 
 from bridgedfast.augment import IMAGENET_MEAN, IMAGENET_STD, Mixup, TrainAugment  # noqa: E402
 from bridgedfast.packed import PackedImages  # noqa: E402
+
+
+def throughput(fn, items: int, *, min_run_time: float = 1.0) -> float:
+    """common.throughput, but timed on all of torch's threads (--threads): its
+    torch.utils.benchmark.Timer runs the statement on num_threads=1 unless told otherwise."""
+    import torch.utils.benchmark as tbench
+
+    fn()
+    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return items / timer.blocked_autorange(min_run_time=min_run_time).median
+
 
 MIXUP_ARGS = dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=1000)
 
@@ -56,11 +73,17 @@ def torchvision_pipeline(size: int):
     )
 
 
-def ours_fn(packed: PackedImages, size: int, mixup: Mixup | None = None, target: torch.Tensor | None = None):
+def ours_fn(packed: PackedImages, size: int, mixup: Mixup | None = None, target: torch.Tensor | None = None,
+            reuse_output: bool = False):
+    """TrainAugment on `packed` (then Mixup): a fresh output per call, or one reused buffer."""
     augment = TrainAugment(size, seed=0)
+    out = None
+    if reuse_output:
+        shape, dtype, memory_format = augment.output_spec(len(packed))
+        out = torch.empty(shape, dtype=dtype, memory_format=memory_format, device=packed.device)
     if mixup is None:
-        return lambda: augment(packed)
-    return lambda: mixup(augment(packed), target)
+        return lambda: augment(packed, out=out)
+    return lambda: mixup(augment(packed, out=out), target)
 
 
 def torchvision_fn(images_chw: list[torch.Tensor], size: int, mixup=None, target=None):
@@ -86,11 +109,11 @@ def kornia_fn(images_chw: list[torch.Tensor], size: int, device: str):
     return lambda: pipeline(padded.float().div_(255))
 
 
-def copy_bandwidth(device: str) -> float:
+def copy_bandwidth(device: str, quick: bool = False) -> float:
     """Bytes/s of a large device copy, counting its read and its write."""
-    src = torch.empty(64 * 1024 * 1024, dtype=torch.float32, device=device).fill_(1.0)
+    src = torch.empty((1 if quick else 64) * 1024 * 1024, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 * throughput(lambda: dst.copy_(src), 1, min_run_time=0.5)
+    return 2 * src.numel() * 4 * throughput(lambda: dst.copy_(src), 1, min_run_time=0.05 if quick else 0.5)
 
 
 def bytes_moved(packed: PackedImages, size: int, draws: int = 8) -> float:
@@ -144,7 +167,11 @@ def main() -> None:
     ap.add_argument("--min-run-time", type=float, default=2.0)
     ap.add_argument("--no-kornia", action="store_true", help="skip the kornia row (slow on CPU)")
     ap.add_argument("--thp", action="store_true", help="huge pages for big CPU tensors (THP_MEM_ALLOC_ENABLE=1)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run of a few seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.batch, args.size, args.min_side, args.max_side = 8, 32, 32, 64
+        args.min_run_time, args.no_kornia = 0.05, True
     torch.set_num_threads(args.threads)
     from timm.data import Mixup as TimmMixup
 
@@ -158,18 +185,26 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, {alloc}")
 
     rows = []
-    ours_per_s = throughput(ours_fn(packed, size), n, min_run_time=t)
-    bandwidth = copy_bandwidth(dev)
-    gbs = bytes_moved(packed, size) * ours_per_s / n / 1e9
-    ours = Result("bridgedfast TrainAugment (1 op)", ours_per_s,
-                  extra=f"{gbs:.1f} GB/s = {100 * gbs / (bandwidth / 1e9):.0f}% of copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+    bandwidth = copy_bandwidth(dev, quick=args.quick)
+    moved = bytes_moved(packed, size)
+
+    def ours_result(name: str, per_s: float) -> Result:
+        gbs = moved * per_s / n / 1e9
+        return Result(name, per_s, extra=f"{gbs:.1f} GB/s = {100 * gbs / (bandwidth / 1e9):.0f}% of copy bandwidth "
+                                         f"{bandwidth / 1e9:.1f} GB/s")
+
+    fresh = ours_result("bridgedfast TrainAugment (1 op), fresh output",
+                        throughput(ours_fn(packed, size), n, min_run_time=t))
+    reused = ours_result("bridgedfast TrainAugment (1 op), output reused (as MixedLoader does)",
+                         throughput(ours_fn(packed, size, reuse_output=True), n, min_run_time=t))
     peers = [Result("torchvision.v2 per-sample", throughput(torchvision_fn(images_chw, size), n, min_run_time=t))]
     if not args.no_kornia:
         peers.append(Result("kornia batched (padded batch)", throughput(kornia_fn(images_chw, size, dev), n, min_run_time=t)))
-    rows += compare(f"augment {n} images -> 3x{size}x{size}", ours, peers, dev)
+    rows += compare(f"augment {n} images -> 3x{size}x{size}, ours allocating a fresh output per batch", fresh, peers, dev)
+    rows += compare(f"augment {n} images -> 3x{size}x{size}, ours writing into a reused output buffer", reused, peers, dev)
 
-    ours_mix = Result("bridgedfast TrainAugment + Mixup", throughput(
-        ours_fn(packed, size, Mixup(**MIXUP_ARGS), target), n, min_run_time=t))
+    ours_mix = Result("bridgedfast TrainAugment (reused out) + Mixup (recycled out)", throughput(
+        ours_fn(packed, size, Mixup(**MIXUP_ARGS), target, reuse_output=True), n, min_run_time=t))
     peer_mix = Result("torchvision.v2 per-sample + timm Mixup", throughput(
         torchvision_fn(images_chw, size, TimmMixup(**MIXUP_ARGS), target), n, min_run_time=t))
     rows += compare(f"augment + Mixup/CutMix (batch mode) {n} images", ours_mix, [peer_mix], dev)
@@ -179,7 +214,7 @@ def main() -> None:
         ours_m, timm_m = Mixup(mode=mode, **MIXUP_ARGS), TimmMixup(mode=mode, **MIXUP_ARGS)
         rows += compare(
             f"Mixup/CutMix alone, mode={mode}, {n}x3x{size}x{size} float32",
-            Result("bridgedfast Mixup (1 mix_images op)", throughput(lambda: ours_m(x, target), n, min_run_time=t)),
+            Result("bridgedfast Mixup (1 mix_images op, recycled out)", throughput(lambda: ours_m(x, target), n, min_run_time=t)),
             [Result("timm.data.Mixup (on a copy: it mixes in place)", throughput(lambda: timm_m(x.clone(), target), n, min_run_time=t))],
             dev,
         )

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 
 from . import ops
+from .data.buffers import BufferPool
 from .ops import Images
 
 __all__ = [
@@ -103,12 +104,16 @@ def random_resized_crop_boxes(
     return rrc_boxes_from_uniforms(torch.as_tensor(heights), torch.as_tensor(widths), u, scale, ratio)
 
 
+def _output_spec(n: int, size: tuple[int, int], dtype: torch.dtype, channels_last: bool):
+    return (n, 3, size[0], size[1]), dtype, torch.channels_last if channels_last else torch.contiguous_format
+
+
 class TrainAugment:
     """RandomResizedCrop + random horizontal flip + ToDtype + Normalize for a whole batch, in one op.
 
-    `augment(images, generator=None)`: images as `bridgedfast.ops.resized_crop` takes them
-    (PackedImages, list of uint8 [H,W,3], uint8 [N,H,W,3]) -> out_dtype [N,3,H,W] on the images'
-    device. Boxes (torchvision's scale/ratio algorithm) and flips come from `generator`, a CPU
+    `augment(images, generator=None, *, out=None)`: images as `bridgedfast.ops.resized_crop`
+    takes them (PackedImages, list of uint8 [H,W,3], uint8 [N,H,W,3]) -> out_dtype [N,3,H,W] on
+    the images' device, written into `out` when given (see `output_spec`). Boxes (torchvision's scale/ratio algorithm) and flips come from `generator`, a CPU
     torch.Generator, or the augment's own one seeded with `seed`.
     """
 
@@ -146,7 +151,8 @@ class TrainAugment:
         flip = torch.rand(len(heights), generator=g, dtype=torch.float64) < self.hflip
         return boxes, flip
 
-    def __call__(self, images: Images, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, images: Images, generator: torch.Generator | None = None, *,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
         packed = ops.as_packed(images)
         boxes, flip = self.draw(packed.heights, packed.widths, generator)
         return ops.resized_crop(
@@ -159,7 +165,13 @@ class TrainAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
+            out=out,
         )
+
+    def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
+        """(shape, dtype, memory format) of the batch this augment makes from n images: what an
+        `out=` buffer must be."""
+        return _output_spec(n, self.output_size, self.out_dtype, self.channels_last)
 
     def __repr__(self) -> str:
         return (
@@ -171,8 +183,8 @@ class TrainAugment:
 class EvalAugment:
     """Resize (shorter side to `resize`) + CenterCrop(size) + ToDtype + Normalize, in one op.
 
-    `augment(images, generator=None)` -> out_dtype [N,3,H,W]; the generator is ignored (nothing
-    is random). `resize` defaults to int(max(size) / 0.875), e.g. 256 for 224.
+    `augment(images, generator=None, *, out=None)` -> out_dtype [N,3,H,W] (into `out` when
+    given); the generator is ignored (nothing is random). `resize` defaults to int(max(size) / 0.875), e.g. 256 for 224.
     """
 
     def __init__(
@@ -196,7 +208,8 @@ class EvalAugment:
         self.out_dtype = out_dtype
         self.channels_last = bool(channels_last)
 
-    def __call__(self, images: Images, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, images: Images, generator: torch.Generator | None = None, *,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
         return ops.resize_center_crop(
             images,
             self.output_size,
@@ -206,7 +219,12 @@ class EvalAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
+            out=out,
         )
+
+    def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
+        """(shape, dtype, memory format) of the batch made from n images (see TrainAugment)."""
+        return _output_spec(n, self.output_size, self.out_dtype, self.channels_last)
 
     def __repr__(self) -> str:
         return f"EvalAugment(size={self.output_size}, resize={self.resize}, antialias={self.antialias}, out_dtype={self.out_dtype})"
@@ -237,7 +255,10 @@ class Mixup:
 
     x: float [N,C,H,W] (N even; any float dtype, NCHW or channels_last) on CPU or CUDA; target:
     int64 [N] class indices (or dense [N, num_classes] with multi_label) -> mixed x (a new tensor:
-    unlike timm, x is not modified in place) and float32 soft targets [N, num_classes].
+    unlike timm, x is not modified in place; `out=` writes it into a given buffer instead) and
+    float32 soft targets [N, num_classes]. On the CPU the mixed batches come from a small pool of
+    recycled buffers (`bridgedfast.data.buffers.BufferPool`): a buffer is reused only once nothing
+    references the batch that used it, so a batch you keep is never overwritten.
     Each image i is mixed with image N-1-i. Random variables are timm's (uniforms for the
     switches and the box position, beta for lambda) but drawn from a seeded torch.Generator
     (`seed`, or `generator`), not numpy's global RNG; the pixels are mixed by one fused op.
@@ -283,6 +304,16 @@ class Mixup:
         self.correct_lam = bool(correct_lam)
         self.mixup_enabled = True
         self.generator = _cpu_generator(generator, torch.Generator().manual_seed(seed))
+        self._pool: BufferPool | None = None
+
+    def _output(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor | None:
+        """Where the mixed batch goes: `out`, a recycled CPU buffer, or None (let the op allocate)."""
+        if out is not None or x.device.type != "cpu":
+            return out
+        if self._pool is None:
+            self._pool = BufferPool(2)  # the batch being trained on, and the next one
+        fmt = torch.channels_last if ops._is_channels_last(x) else torch.contiguous_format
+        return self._pool.empty(x.shape, x.dtype, fmt)
 
     # The random variables, in float64 like numpy's. Tests replay them into timm.
     def _rand(self, n: int) -> torch.Tensor:
@@ -364,7 +395,13 @@ class Mixup:
             lam[idx] = corrected.float()
         return img_lam, boxes, lam
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _copy_into(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ops._check_out(out, "Mixup", tuple(x.shape), x.dtype, x.device, ops._is_channels_last(x), x)
+        return out.copy_(x)
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, *,
+                 out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
             raise ValueError(f"Mixup: x must be a float [N, C, H, W] batch, got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
         n, _, h, w = x.shape
@@ -383,7 +420,8 @@ class Mixup:
         if self.mode == "batch":
             lam, use_cutmix = self._params_per_batch()
             if lam == 1.0:
-                return x, mixup_target(target, self.num_classes, 1.0, self.label_smoothing, self.multi_label)
+                soft = mixup_target(target, self.num_classes, 1.0, self.label_smoothing, self.multi_label)
+                return (x if out is None else self._copy_into(out, x)), soft
             boxes = torch.zeros(n, 4, dtype=torch.int64)
             img_lam = torch.full((n,), lam, dtype=torch.float32)
             if use_cutmix:
@@ -391,7 +429,7 @@ class Mixup:
                 boxes[:] = box
                 img_lam.fill_(1.0)
                 lam = float(corrected[0])
-            mixed = ops.mix_images(x, img_lam, boxes.to(torch.int32))
+            mixed = ops.mix_images(x, img_lam, boxes.to(torch.int32), out=self._output(x, out))
             return mixed, mixup_target(target, self.num_classes, lam, self.label_smoothing, self.multi_label)
 
         if self.mode == "elem":
@@ -401,6 +439,6 @@ class Mixup:
             img_lam = torch.cat([img_lam, img_lam.flip(0)])
             boxes = torch.cat([boxes, boxes.flip(0)])
             lam = torch.cat([lam, lam.flip(0)])
-        mixed = ops.mix_images(x, img_lam, boxes.to(torch.int32))
+        mixed = ops.mix_images(x, img_lam, boxes.to(torch.int32), out=self._output(x, out))
         lam_t = lam.to(device=x.device, dtype=x.dtype).unsqueeze(1)
         return mixed, mixup_target(target, self.num_classes, lam_t, self.label_smoothing, self.multi_label)

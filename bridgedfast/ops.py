@@ -24,20 +24,74 @@ def _use_kernel(op: str, device: torch.device) -> bool:
     return False
 
 
-def mix_images(x: torch.Tensor, lam: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+def _is_channels_last(x: torch.Tensor) -> bool:
+    """The layout the image ops keep: channels_last when x is dense that way and not NCHW."""
+    return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _byte_span(t: torch.Tensor) -> tuple[int, int]:
+    lo = hi = t.data_ptr()
+    for size, stride in zip(t.shape, t.stride()):
+        step = (size - 1) * stride * t.element_size()
+        lo, hi = (lo + step, hi) if step < 0 else (lo, hi + step)
+    return lo, hi + t.element_size()
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the byte ranges a and b span overlap (conservative for strided views)."""
+    if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+        return False
+    (a0, a1), (b0, b1) = _byte_span(a), _byte_span(b)
+    return a0 < b1 and b0 < a1
+
+
+def _check_out(out: object, op: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+               channels_last: bool, source: torch.Tensor) -> torch.Tensor:
+    """The checks of the .out kernels, as ValueErrors naming what is wrong with `out`."""
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{op}: out must be a torch.Tensor, got {type(out).__name__}")
+    if out.layout != torch.strided:
+        raise ValueError(f"{op}: out must be a dense (strided) tensor, got layout {out.layout}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{op}: out must have shape {list(shape)}, got {list(out.shape)}")
+    if out.dtype != dtype:
+        raise ValueError(f"{op}: out must have dtype {dtype}, got {out.dtype}")
+    if out.device != device:
+        raise ValueError(f"{op}: out must be on {device} (the input's device), got {out.device}")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if not out.is_contiguous(memory_format=fmt):
+        layout = "channels_last" if channels_last else "NCHW"
+        raise ValueError(f"{op}: out must be {layout}-contiguous (channels_last={channels_last}), got strides {out.stride()}")
+    if out.requires_grad:
+        raise ValueError(f"{op}: out must not require grad (the op is not differentiable)")
+    if _shares_memory(out, source):
+        raise ValueError(f"{op}: out must not share memory with its input")
+    return out
+
+
+def mix_images(
+    x: torch.Tensor, lam: torch.Tensor, boxes: torch.Tensor, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mix each image with its partner, the batch reversed (timm's convention), in one pass.
 
     x: float [N,C,H,W] (float32/16/bf16, NCHW or channels_last); lam: float32 [N];
     boxes: int32 [N,4] (y0, y1, x0, x1), half-open, empty for plain Mixup ->
     out[i] = inside box ? x[N-1-i] : lam[i] * x[i] + (1 - lam[i]) * x[N-1-i], same layout as x.
+    out: optional buffer to write into (x's shape, dtype, device and layout, not sharing x's
+    memory); returned.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"mix_images: x must be a [N, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
     lam = torch.as_tensor(lam, dtype=torch.float32).to(x.device, non_blocking=True)
     boxes = torch.as_tensor(boxes, dtype=torch.int32).to(x.device, non_blocking=True)
+    if out is not None:
+        _check_out(out, "mix_images", tuple(x.shape), x.dtype, x.device, _is_channels_last(x), x)
     if _use_kernel("mix_images", x.device):
-        return torch.ops.bridgedfast.mix_images.default(x, lam, boxes)
-    return mix_images_reference(x, lam, boxes)
+        if out is None:
+            return torch.ops.bridgedfast.mix_images.default(x, lam, boxes)
+        return torch.ops.bridgedfast.mix_images.out(x, lam, boxes, out=out)
+    result = mix_images_reference(x, lam, boxes)
+    return result if out is None else out.copy_(result)
 
 
 def _check_gather_items(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Tensor) -> None:
@@ -142,11 +196,17 @@ def _check_out_dtype(out_dtype: torch.dtype) -> None:
 
 def _run_resized_crop(packed: PackedImages, boxes: torch.Tensor, flip: torch.Tensor, size: list[int],
                       mean: list[float], std: list[float], antialias: bool, out_dtype: torch.dtype,
-                      channels_last: bool, resize: torch.Tensor | None) -> torch.Tensor:
+                      channels_last: bool, resize: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
     args = (packed.data, packed.index, boxes, flip, size, mean, std, bool(antialias), out_dtype, bool(channels_last), resize)
+    if out is not None:
+        _check_out(out, "resized_crop", (len(packed), 3, size[0], size[1]), out_dtype, packed.data.device,
+                   bool(channels_last), packed.data)
     if _use_kernel("resized_crop", packed.data.device):
-        return torch.ops.bridgedfast.resized_crop.default(*args)
-    return resized_crop_reference(*args)
+        if out is None:
+            return torch.ops.bridgedfast.resized_crop.default(*args)
+        return torch.ops.bridgedfast.resized_crop.out(*args, out=out)
+    result = resized_crop_reference(*args)
+    return result if out is None else out.copy_(result)
 
 
 def resized_crop(
@@ -160,6 +220,7 @@ def resized_crop(
     antialias: bool = True,
     out_dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Crop, resize, flip and normalise a batch of uint8 RGB images in one pass.
 
@@ -168,6 +229,7 @@ def resized_crop(
     flip: bool [N] (mirror after the resize) -> out_dtype [N,3,H,W] on the images' device,
     NCHW or channels_last, = torchvision resized_crop(float image, bilinear, antialias), hflip,
     then (x/255 - mean)/std (mean/std on the 0-1 scale; None keeps x/255).
+    out: optional buffer to write into (that shape, dtype, device and layout); returned.
     """
     packed = as_packed(images)
     n = len(packed)
@@ -188,7 +250,8 @@ def resized_crop(
             f"resized_crop: box {i} (top={int(top[i])}, left={int(left[i])}, height={int(bh[i])}, width={int(bw[i])}) "
             f"is not inside image {i} of size {int(h[i])}x{int(w[i])} (boxes are (top, left, height, width))"
         )
-    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, None)
+    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, None,
+                             out)
 
 
 def resize_center_crop(
@@ -201,13 +264,14 @@ def resize_center_crop(
     antialias: bool = True,
     out_dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The eval transform in one pass: resize each image's shorter side to `resize`, take the
     center `size` crop, normalise.
 
     images: as resized_crop; size: (H, W) or an int; resize: int >= H and W -> out_dtype
     [N,3,H,W] = torchvision Resize(resize) (bilinear, antialias) + CenterCrop(size) on the float
-    image, then (x/255 - mean)/std.
+    image, then (x/255 - mean)/std. out: optional buffer to write into, as resized_crop.
     """
     packed = as_packed(images)
     n = len(packed)
@@ -228,7 +292,8 @@ def resize_center_crop(
     boxes_t = torch.stack([torch.zeros_like(h), torch.zeros_like(w), h, w], 1)
     resize_t = torch.stack([new_h, new_w, top, left], 1)
     flip_t = torch.zeros(n, dtype=torch.bool)
-    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, resize_t)
+    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last,
+                             resize_t, out)
 
 
 if _ext.extension_loaded():
@@ -244,9 +309,15 @@ if _ext.extension_loaded():
         torch._check(x.dim() == 4, lambda: f"mix_images: x must be 4D, got {x.dim()}D")
         torch._check(lam.shape == (x.shape[0],), lambda: "mix_images: lam must be [N]")
         torch._check(boxes.shape == (x.shape[0], 4), lambda: "mix_images: boxes must be [N, 4]")
-        channels_last = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         return torch.empty_like(x, memory_format=fmt)
+
+    @torch.library.register_fake("bridgedfast::mix_images.out")
+    def _mix_images_out_fake(x: torch.Tensor, lam: torch.Tensor, boxes: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+        torch._check(x.dim() == 4, lambda: f"mix_images: x must be 4D, got {x.dim()}D")
+        torch._check(out.shape == x.shape, lambda: f"mix_images: out must have x's shape {list(x.shape)}")
+        torch._check(out.dtype == x.dtype, lambda: f"mix_images: out must have x's dtype {x.dtype}")
+        return out
 
     @torch.library.register_fake("bridgedfast::resized_crop")
     def _resized_crop_fake(
@@ -269,3 +340,24 @@ if _ext.extension_loaded():
         return torch.empty(
             (index.shape[0], 3, size[0], size[1]), dtype=out_dtype, device=data.device, memory_format=fmt
         )
+
+    @torch.library.register_fake("bridgedfast::resized_crop.out")
+    def _resized_crop_out_fake(
+        data: torch.Tensor,
+        index: torch.Tensor,
+        boxes: torch.Tensor,
+        flip: torch.Tensor,
+        size: list[int],
+        mean: list[float],
+        std: list[float],
+        antialias: bool,
+        out_dtype: torch.dtype,
+        channels_last: bool,
+        resize: torch.Tensor | None = None,
+        *,
+        out: torch.Tensor,
+    ) -> torch.Tensor:
+        expected = _resized_crop_fake(data, index, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize)
+        torch._check(out.shape == expected.shape, lambda: f"resized_crop: out must have shape {list(expected.shape)}")
+        torch._check(out.dtype == out_dtype, lambda: f"resized_crop: out must have dtype {out_dtype}")
+        return out

@@ -294,3 +294,77 @@ def test_mixup_target_is_timms():
     for lam in (1.0, 0.3, torch.tensor([[0.2], [0.5], [0.5], [0.2]])):
         ours = augment.mixup_target(target, 5, lam, 0.1)
         torch.testing.assert_close(ours, timm_mixup.mixup_target(target, 5, lam, 0.1), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- out= and recycled outputs
+@pytest.mark.parametrize("device", DEVICES)
+def test_augments_write_into_out(device):
+    images = [im.to(device) for im in sample_images(5, 12)]
+    for aug in (TrainAugment((18, 14), seed=2, channels_last=True, out_dtype=torch.bfloat16), EvalAugment(16)):
+        expected = aug(images, torch.Generator().manual_seed(9))
+        shape, dtype, fmt = aug.output_spec(len(images))
+        assert (shape, dtype) == (tuple(expected.shape), expected.dtype) and expected.is_contiguous(memory_format=fmt)
+        out = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
+        assert aug(images, torch.Generator().manual_seed(9), out=out) is out
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="out must have shape \\[12, 3, 16, 16\\]"):
+        EvalAugment(16)(images, out=torch.empty(12, 3, 16, 17, device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_mix_images_out_matches_functional(device, channels_last):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.rand(6, 3, 9, 7, device=device).contiguous(memory_format=fmt)
+    lam = torch.tensor([0.2, 1.0, 0.7, 1.0, 0.5, 0.9])
+    boxes = torch.tensor([[0, 0, 0, 0], [2, 7, 1, 5], [0, 0, 0, 0], [0, 9, 0, 7], [0, 0, 0, 0], [1, 2, 3, 4]], dtype=torch.int32)
+    expected = ops.mix_images(x, lam, boxes)
+    out = torch.full_like(x, float("nan"), memory_format=fmt)
+    assert ops.mix_images(x, lam, boxes, out=out) is out
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    torch.library.opcheck(torch.ops.bridgedfast.mix_images.out, (x, lam.to(device), boxes.to(device)), {"out": out})
+
+
+@pytest.mark.parametrize(
+    "make_out, match",
+    [
+        (lambda x: x, "out must not share memory with its input"),
+        (lambda x: torch.empty(4, 3, 6, 5), "out must have shape \\[4, 3, 6, 6\\]"),
+        (lambda x: torch.empty(4, 3, 6, 6, dtype=torch.float64), "out must have dtype torch.float32"),
+        (lambda x: torch.empty(4, 3, 6, 6, memory_format=torch.channels_last), "out must be NCHW-contiguous"),
+    ],
+)
+def test_mix_images_rejects_bad_out(make_out, match):
+    x = torch.rand(4, 3, 6, 6)
+    lam, boxes = torch.ones(4), torch.zeros(4, 4, dtype=torch.int32)
+    with pytest.raises(ValueError, match=match):
+        ops.mix_images(x, lam, boxes, out=make_out(x))
+    if "share memory" in match:
+        with pytest.raises(RuntimeError, match="out must not share memory with x"):
+            torch.ops.bridgedfast.mix_images.out(x, lam, boxes, out=x)
+
+
+def test_mixup_out_and_recycled_outputs_never_touch_kept_batches():
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.rand(8, 3, 10, 12, generator=g) for _ in range(6)]
+    target = torch.arange(8) % 5
+    recycled = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=5, seed=4)
+    fresh = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=5, seed=4)
+    kept, copies, pointers = [], [], set()
+    for i, x in enumerate(xs):
+        mixed, soft = recycled(x, target)
+        reference, soft_ref = fresh(x, target, out=torch.empty_like(x))
+        torch.testing.assert_close(mixed, reference, rtol=0, atol=0)
+        torch.testing.assert_close(soft, soft_ref, rtol=0, atol=0)
+        pointers.add(mixed.data_ptr())
+        if i % 2 == 0:  # keep every other batch, drop the rest
+            kept.append(mixed)
+            copies.append(mixed.clone())
+    for k, c in zip(kept, copies):
+        assert torch.equal(k, c)
+    # The dropped batches' buffers were reused: fewer distinct buffers than batches.
+    assert len(pointers) < len(xs)
+    # Batch mode with lam == 1 copies x into out.
+    off = Mixup(mixup_alpha=1.0, prob=0.0, num_classes=5)
+    out = torch.empty_like(xs[0])
+    assert off(xs[0], target, out=out)[0] is out and torch.equal(out, xs[0])

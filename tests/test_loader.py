@@ -246,3 +246,73 @@ def test_batches_equal_train_augment_of_stored_images(stores):
             expected = augment(PackedImages.from_images(images), g)
             torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
             assert torch.equal(s, torch.from_numpy(is_syn))
+
+
+def _expected_train_batches(loader, real, syn, augment, seed, epoch):
+    for b, (is_syn, index) in enumerate(loader.sampler.plan()):
+        images = [(syn if flag else real).image(int(i)) for flag, i in zip(is_syn, index)]
+        g = torch.Generator().manual_seed(batch_seed(seed, epoch, 0, b))
+        yield augment(PackedImages.from_images(images), g)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_recycled_batches_that_are_kept_are_never_overwritten(stores, prefetch):
+    from bridgedfast.augment import TrainAugment
+
+    real, syn = stores
+    augment = TrainAugment(16, scale=(0.3, 1.0))
+    loader = MixedLoader(real, syn, batch_size=3, augment=augment, seed=7, prefetch=prefetch)
+    assert loader._outputs is not None and loader._outputs.enabled
+    expected = list(_expected_train_batches(loader, real, syn, augment, 7, 0))
+    # Keep batches in every form a training loop might: the tensor, a view, a numpy array, the
+    # storage object; drop the others.
+    kept: dict[int, object] = {}
+    for b, (x, _, _) in enumerate(loader):
+        torch.testing.assert_close(x, expected[b], rtol=0, atol=1e-6)
+        form = b % 5
+        if form == 0:
+            kept[b] = x
+        elif form == 1:
+            kept[b] = x[1:]
+        elif form == 2:
+            kept[b] = x.numpy()
+        elif form == 3:
+            kept[b] = (x.untyped_storage(), x.shape)
+    assert len(expected) >= 10 and loader._outputs.reused > 0
+    for b, value in kept.items():
+        if b % 5 == 0:
+            torch.testing.assert_close(value, expected[b], rtol=0, atol=1e-6)
+        elif b % 5 == 1:
+            torch.testing.assert_close(value, expected[b][1:], rtol=0, atol=1e-6)
+        elif b % 5 == 2:
+            torch.testing.assert_close(torch.from_numpy(value), expected[b], rtol=0, atol=1e-6)
+        else:
+            storage, shape = value
+            x = torch.empty(0).set_(storage, 0, shape)
+            torch.testing.assert_close(x, expected[b], rtol=0, atol=1e-6)
+    # A second epoch while the first epoch's kept batches are alive leaves them intact too.
+    loader.set_epoch(1)
+    for _ in loader:
+        pass
+    torch.testing.assert_close(kept[0], expected[0], rtol=0, atol=1e-6)
+
+
+def test_dropped_batches_buffers_are_reused(stores):
+    from bridgedfast.augment import TrainAugment
+
+    real, syn = stores
+    augment = TrainAugment(16)
+    loader = MixedLoader(real, syn, batch_size=4, augment=augment, seed=3, prefetch=0)
+    expected = list(_expected_train_batches(loader, real, syn, augment, 3, 0))
+    pointers = []
+    for b, (x, _, _) in enumerate(loader):
+        torch.testing.assert_close(x, expected[b], rtol=0, atol=1e-6)
+        pointers.append(x.data_ptr())
+    # Synchronous: batch b is made while the loop still holds batch b-1, so batch b reuses
+    # batch b-2's buffer.
+    assert len(pointers) >= 6
+    assert all(pointers[b] == pointers[b - 2] for b in range(2, len(pointers)))
+    assert loader._outputs.allocated == 2 and loader._outputs.reused == len(pointers) - 2
+    # Opting out, or an augment that cannot write into a buffer, allocates every batch.
+    assert MixedLoader(real, syn, batch_size=4, augment=augment, recycle_outputs=False)._outputs is None
+    assert MixedLoader(real, syn, batch_size=4, augment=StandInAugment())._outputs is None

@@ -290,3 +290,125 @@ def test_tap_weights_follow_torch_antialias_definition():
     assert (out - ref).abs().max().item() <= 1e-6
     assert math.isclose(out.sum().item(), ref.sum().item(), rel_tol=1e-5)
     warnings.simplefilter("default")
+
+
+# ---------------------------------------------------------------- the out= variant
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_out_variant_is_the_functional_op_written_in_place(device, out_dtype, channels_last):
+    images, boxes, flip = random_case(seed=21, n=30)
+    kw = dict(flip=flip, mean=MEAN, std=STD, out_dtype=out_dtype, channels_last=channels_last)
+    images = [im.to(device) for im in images]
+    expected = ops.resized_crop(images, boxes, (13, 16), **kw)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.full((30, 3, 13, 16), float("nan"), dtype=out_dtype, device=device).contiguous(memory_format=fmt)
+    got = ops.resized_crop(images, boxes, (13, 16), out=out, **kw)
+    assert got is out
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # The result still equals torchvision's, and a second write over old data changes nothing.
+    ref = reference_batch([im.cpu() for im in images], boxes, (13, 16), flip, MEAN, STD, True).double()
+    rounding = (ref.float().to(out_dtype).double() - ref).abs().max().item()
+    assert (out.cpu().double() - ref).abs().max().item() <= 2 * rounding + 1e-3
+    ops.resized_crop(images, boxes, (13, 16), out=out, **kw)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eval_out_variant_matches(device):
+    g = torch.Generator().manual_seed(22)
+    images = [torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g).to(device) for h, w in [(40, 33), (29, 61)]]
+    expected = ops.resize_center_crop(images, 24, 28, mean=MEAN, std=STD)
+    out = torch.empty(2, 3, 24, 24, device=device)
+    assert ops.resize_center_crop(images, 24, 28, mean=MEAN, std=STD, out=out) is out
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_out_variant_through_the_reference_fallback(monkeypatch):
+    images, boxes, flip = random_case(seed=23, n=6)
+    fast = ops.resized_crop(images, boxes, (9, 10), flip=flip, mean=MEAN, std=STD)
+    monkeypatch.setattr(_ext, "has_kernel", lambda op, device_type: False)
+    _ext.warn_fallback.cache_clear()
+    out = torch.empty(6, 3, 9, 10)
+    with pytest.warns(RuntimeWarning, match="resized_crop.*reference"):
+        got = ops.resized_crop(images, boxes, (9, 10), flip=flip, mean=MEAN, std=STD, out=out)
+    assert got is out and (out - fast).abs().max().item() <= 1e-4
+    _ext.warn_fallback.cache_clear()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out_dtype, channels_last, with_resize", [(torch.float32, False, False), (torch.float16, True, True)])
+def test_opcheck_out(device, out_dtype, channels_last, with_resize):
+    data, index, boxes, flip = opcheck_args(device)
+    resize = None
+    if with_resize:
+        boxes = torch.stack([torch.zeros_like(index[:, 1]), torch.zeros_like(index[:, 1]), index[:, 1], index[:, 2]], 1)
+        resize = torch.tensor([[9, 8, 1, 0]] * len(index))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(len(index), 3, 7, 8, dtype=out_dtype, device=device, memory_format=fmt)
+    args = (data, index, boxes, flip, [7, 8], list(MEAN), list(STD), True, out_dtype, channels_last, resize)
+    torch.library.opcheck(torch.ops.bridgedfast.resized_crop.out, args, {"out": out})
+
+
+def test_out_variant_under_torch_compile():
+    data, index, boxes, flip = opcheck_args("cpu")
+
+    def fn(d, out):
+        torch.ops.bridgedfast.resized_crop.out(d, index, boxes, flip, [6, 6], [0.0] * 3, [1.0] * 3, True,
+                                               torch.float32, False, None, out=out)
+        return out * 2
+
+    expected = fn(data, torch.empty(len(index), 3, 6, 6))
+    compiled = torch.compile(fn, fullgraph=True)
+    out = torch.empty(len(index), 3, 6, 6)
+    torch.testing.assert_close(compiled(data, out), expected)
+    torch.testing.assert_close(out * 2, expected)
+
+
+@pytest.mark.parametrize(
+    "make_out, match",
+    [
+        (lambda: torch.empty(2, 3, 5, 6), "out must have shape \\[2, 3, 5, 5\\], got \\[2, 3, 5, 6\\]"),
+        (lambda: torch.empty(2, 3, 5, 5, dtype=torch.float16), "out must have dtype torch.float32, got torch.float16"),
+        (lambda: torch.empty(2, 3, 5, 5, memory_format=torch.channels_last), "out must be NCHW-contiguous"),
+        (lambda: torch.empty(2, 3, 5, 10)[..., ::2], "out must be NCHW-contiguous"),
+        (lambda: torch.empty(2, 3, 5, 5, requires_grad=True), "out must not require grad"),
+        (lambda: torch.empty(2, 3, 5, 5, device="meta"), "out must be on cpu"),
+        (lambda: [[0.0]], "out must be a torch.Tensor, got list"),
+    ],
+)
+def test_rejects_bad_out(make_out, match):
+    with pytest.raises(ValueError, match=match):
+        ops.resized_crop(IMG, BOXES, 5, out=make_out())
+
+
+def test_rejects_out_over_the_input():
+    packed = PackedImages.from_images(IMG)
+    buffer = torch.zeros(1200, dtype=torch.uint8)
+    buffer[: packed.data.numel()] = packed.data
+    overlapping = buffer[400:1000].view(torch.float32).view(2, 3, 5, 5)
+    with pytest.raises(ValueError, match="out must not share memory with its input"):
+        ops.resized_crop(PackedImages(buffer[: packed.data.numel()], packed.index), BOXES, 5, out=overlapping)
+
+
+def test_out_op_level_checks_name_the_problem():
+    packed = PackedImages.from_images(IMG)
+    flip = torch.zeros(2, dtype=torch.bool)
+
+    def call(out, channels_last=False, data=packed.data):
+        return torch.ops.bridgedfast.resized_crop.out(data, packed.index, torch.tensor(BOXES), flip, [4, 4],
+                                                      [0.0] * 3, [1.0] * 3, True, torch.float32, channels_last,
+                                                      None, out=out)
+
+    with pytest.raises(RuntimeError, match="out must have shape \\[2, 3, 4, 4\\], got \\[2, 3, 4, 5\\]"):
+        call(torch.empty(2, 3, 4, 5))
+    with pytest.raises(RuntimeError, match="out has dtype Half but out_dtype is Float"):
+        call(torch.empty(2, 3, 4, 4, dtype=torch.half))
+    with pytest.raises(RuntimeError, match="out must be channels_last-contiguous"):
+        call(torch.empty(2, 3, 4, 4), channels_last=True)
+    with pytest.raises(RuntimeError, match="out must be NCHW-contiguous"):
+        call(torch.empty(2, 3, 4, 8)[..., ::2])
+    buffer = torch.zeros(1200, dtype=torch.uint8)
+    buffer[: packed.data.numel()] = packed.data
+    with pytest.raises(RuntimeError, match="out overlaps the image data"):
+        call(buffer[400:784].view(torch.float32).view(2, 3, 4, 4), data=buffer[: packed.data.numel()])

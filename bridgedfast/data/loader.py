@@ -10,12 +10,17 @@ Per batch: the sampler picks (store, image) pairs, then
     non-blocking copy on a side stream, where the augmentation runs;
   * with `cache_on_device`, every decoded image lives on the device in one tensor and the batch
     is gathered there (a CUDA kernel on GPU): no CPU work per batch beyond a few index arrays.
+On the CPU the augmented batches are written into recycled buffers (`BufferPool`) when the
+augmentation takes `out=` (TrainAugment and EvalAugment do): a buffer is reused only once
+nothing outside the loader references the batch it held, so batches a training loop keeps are
+never overwritten, and the rest cost no fresh page faults.
 A background thread prepares the next `prefetch` batches meanwhile. Every batch's augmentation
 gets its own torch.Generator seeded from (seed, epoch, rank, batch), so results never depend on
 prefetching, threads or timing.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import queue
 import threading
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 
 from ..packed import PackedImages
+from .buffers import BufferPool
 from .format import ENCODINGS, StoreCorruptError, shard_name
 from .mapping import map_contiguous
 from .sampler import MixedSampler, batch_seed
@@ -79,6 +85,19 @@ def _class_map(store: ImageStore, classes: list[str], role: str) -> np.ndarray:
     return np.array([position[c] for c in store.classes], dtype=np.int64)
 
 
+def _writes_into(augment: Augment) -> bool:
+    """Whether `augment` can write its batch into a given buffer: it has `output_spec(n)` and
+    takes an `out` keyword (bridgedfast.augment.TrainAugment / EvalAugment do)."""
+    if not callable(getattr(augment, "output_spec", None)):
+        return False
+    try:
+        params = inspect.signature(augment).parameters
+    except (TypeError, ValueError):
+        return False
+    out = params.get("out")
+    return out is not None and out.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _open(store: ImageStore | str | os.PathLike | None) -> ImageStore | None:
     if store is None or isinstance(store, ImageStore):
         return store
@@ -100,6 +119,9 @@ class MixedLoader:
       "auto" does so on CUDA when the stores fit in half the free GPU memory.
     prefetch: batches prepared ahead by a background thread (0 = synchronous).
     workers: CPU threads for the gather and JPEG decoding (default: torch.get_num_threads()).
+    recycle_outputs: on the CPU, write batches into a pool of prefetch + 3 recycled buffers
+      (when the augment supports `out=`); a buffer is reused only when no yielded batch that
+      used it is referenced any more. False allocates every batch afresh.
     Call `set_epoch(epoch)` before each epoch, as with DistributedSampler.
     """
 
@@ -122,6 +144,7 @@ class MixedLoader:
         workers: int | None = None,
         cache_on_device: bool | str = False,
         pin_memory: bool | None = None,
+        recycle_outputs: bool = True,
     ) -> None:
         self.real, self.synthetic = _open(real), _open(synthetic)
         if self.real is None and self.synthetic is None:
@@ -189,6 +212,11 @@ class MixedLoader:
         self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
         self._slot = 0
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # Batches alive at once: the consumer's, the queued ones, the one in the making, and one
+        # the training loop may still hold while it takes the next.
+        self._outputs: BufferPool | None = None
+        if recycle_outputs and self.device.type == "cpu" and _writes_into(augment):
+            self._outputs = BufferPool(prefetch + 3)
         self._cache: torch.Tensor | None = None
         if cache_on_device == "auto":
             cache_on_device = self.device.type == "cuda" and self._cache_bytes() < torch.cuda.mem_get_info(self.device)[0] // 2
@@ -255,6 +283,10 @@ class MixedLoader:
                 ready = torch.cuda.Event()
                 ready.record(self._stream)
             return images, targets_t, is_syn_t, ready
+        if self._outputs is not None:
+            shape, dtype, memory_format = self.augment.output_spec(len(index))
+            out = self._outputs.empty(shape, dtype, memory_format)
+            return self.augment(packed, generator, out=out), targets_t, is_syn_t, None
         return self.augment(packed, generator), targets_t, is_syn_t, None
 
     def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:

@@ -253,7 +253,7 @@ void store_row(float* acc, const ResizedCropParams& p, float* planar, uint16_t* 
 
 struct Scratch {
   AxisTable rows, cols;
-  std::vector<float> buffer, line, acc, planar;
+  std::vector<float> buffer, line, acc, planar, vert, trans, horiz;
   std::vector<uint16_t> tmp;
   bool simd = false;  // the x86 AVX2/FMA/F16C code paths (the band itself is compiled for them)
   std::vector<const float*> float_rows;
@@ -330,13 +330,263 @@ bool& simd_enabled() {
 }
 
 #if BF_X86
-// The same band code compiled for AVX2 + FMA (everything it calls inlined into it), picked at
-// run time: the build targets baseline x86-64, whose SSE2 halves the vector width.
+#define BF_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// The AVX2 band works on groups of kGroup output rows and keeps, between its passes, one
+// 8-float vector per (pixel, channel) holding that value for all rows of the group. The
+// horizontal pass, whose taps start at a different column for every output pixel, then costs
+// a broadcast and three full-width multiply-adds per tap for eight rows at once, instead of a
+// 3-of-4-lane SSE operation per tap for every single row; 8x8 transposes move data in and out
+// of that layout.
+constexpr int64_t kGroup = 8;
+
+inline int64_t round_up8(int64_t v) { return (v + 7) & ~int64_t{7}; }
+
+// Transposes the 8x8 block in r0..r7 (row i = r_i) in place.
+BF_AVX2 inline void transpose8x8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r4, __m256& r5, __m256& r6,
+                                 __m256& r7) {
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r0 = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r1 = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r2 = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r3 = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r4 = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r5 = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r6 = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r7 = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// The 8x8 block src[r * src_stride + k] (r, k < 8) -> dst[k * dst_stride + r].
+BF_AVX2 inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + src_stride);
+  __m256 r2 = _mm256_loadu_ps(src + 2 * src_stride), r3 = _mm256_loadu_ps(src + 3 * src_stride);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * src_stride), r5 = _mm256_loadu_ps(src + 5 * src_stride);
+  __m256 r6 = _mm256_loadu_ps(src + 6 * src_stride), r7 = _mm256_loadu_ps(src + 7 * src_stride);
+  transpose8x8(r0, r1, r2, r3, r4, r5, r6, r7);
+  _mm256_storeu_ps(dst, r0);
+  _mm256_storeu_ps(dst + dst_stride, r1);
+  _mm256_storeu_ps(dst + 2 * dst_stride, r2);
+  _mm256_storeu_ps(dst + 3 * dst_stride, r3);
+  _mm256_storeu_ps(dst + 4 * dst_stride, r4);
+  _mm256_storeu_ps(dst + 5 * dst_stride, r5);
+  _mm256_storeu_ps(dst + 6 * dst_stride, r6);
+  _mm256_storeu_ps(dst + 7 * dst_stride, r7);
+}
+
+BF_AVX2 void bytes_to_floats_avx2(const uint8_t* src, int64_t len, float* out) {
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + j));
+    _mm256_storeu_ps(out + j, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
+  }
+  for (; j < len; ++j) out[j] = static_cast<float>(src[j]);
+}
+
+// out[j] = sum_k w[k] * rows[k][j] for j < len8 (a multiple of 8): the vertical resample of
+// one output row from float source rows, the sums kept in registers across the taps.
+BF_AVX2 void vertical_row_avx2(const float* const* rows, const float* w, int count, int64_t len8, float* out) {
+  int64_t j = 0;
+  for (; j + 32 <= len8; j += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int k = 0; k < count; ++k) {
+      const __m256 wk = _mm256_set1_ps(w[k]);
+      const float* r = rows[k] + j;
+      a0 = _mm256_fmadd_ps(wk, _mm256_loadu_ps(r), a0);
+      a1 = _mm256_fmadd_ps(wk, _mm256_loadu_ps(r + 8), a1);
+      a2 = _mm256_fmadd_ps(wk, _mm256_loadu_ps(r + 16), a2);
+      a3 = _mm256_fmadd_ps(wk, _mm256_loadu_ps(r + 24), a3);
+    }
+    _mm256_storeu_ps(out + j, a0);
+    _mm256_storeu_ps(out + j + 8, a1);
+    _mm256_storeu_ps(out + j + 16, a2);
+    _mm256_storeu_ps(out + j + 24, a3);
+  }
+  for (; j < len8; j += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (int k = 0; k < count; ++k) a = _mm256_fmadd_ps(_mm256_set1_ps(w[k]), _mm256_loadu_ps(rows[k] + j), a);
+    _mm256_storeu_ps(out + j, a);
+  }
+}
+
+// horiz[(c * w8 + ox) * 8 + r] = (sum_j w[ox][j] * trans[(3 (start[ox] + j) + c) * 8 + r]) * scale[c]
+// + shift[c]: the horizontal resample and the normalisation of a whole group of rows.
+template <int K>
+BF_AVX2 void horizontal_group_fixed(const float* trans, const int32_t* start, const float* weight, int k_any,
+                                    int64_t out_w, int64_t w8, const ResizedCropParams& p, float* horiz) {
+  const int k = K > 0 ? K : k_any;
+  const __m256 sc0 = _mm256_set1_ps(p.scale[0]), sc1 = _mm256_set1_ps(p.scale[1]), sc2 = _mm256_set1_ps(p.scale[2]);
+  const __m256 sh0 = _mm256_set1_ps(p.shift[0]), sh1 = _mm256_set1_ps(p.shift[1]), sh2 = _mm256_set1_ps(p.shift[2]);
+  for (int64_t ox = 0; ox < out_w; ++ox) {
+    const float* t = trans + 24 * static_cast<int64_t>(start[ox]);
+    const float* w = weight + k * ox;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+    for (int j = 0; j < k; ++j) {
+      const __m256 wj = _mm256_set1_ps(w[j]);
+      a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(t + 24 * j), a0);
+      a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(t + 24 * j + 8), a1);
+      a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(t + 24 * j + 16), a2);
+    }
+    _mm256_storeu_ps(horiz + 8 * ox, _mm256_fmadd_ps(a0, sc0, sh0));
+    _mm256_storeu_ps(horiz + 8 * (w8 + ox), _mm256_fmadd_ps(a1, sc1, sh1));
+    _mm256_storeu_ps(horiz + 8 * (2 * w8 + ox), _mm256_fmadd_ps(a2, sc2, sh2));
+  }
+  for (int64_t ox = out_w; ox < w8; ++ox) {  // padding the output transposes read, never stored
+    for (int c = 0; c < 3; ++c) _mm256_storeu_ps(horiz + 8 * (c * w8 + ox), _mm256_setzero_ps());
+  }
+}
+
+BF_AVX2 void horizontal_group(const float* trans, const AxisTable& cols, int64_t out_w, int64_t w8,
+                              const ResizedCropParams& p, float* horiz) {
+  const int32_t* st = cols.start.data();
+  const float* w = cols.weight.data();
+  switch (cols.k) {
+    case 1: return horizontal_group_fixed<1>(trans, st, w, 1, out_w, w8, p, horiz);
+    case 2: return horizontal_group_fixed<2>(trans, st, w, 2, out_w, w8, p, horiz);
+    case 3: return horizontal_group_fixed<3>(trans, st, w, 3, out_w, w8, p, horiz);
+    case 4: return horizontal_group_fixed<4>(trans, st, w, 4, out_w, w8, p, horiz);
+    case 5: return horizontal_group_fixed<5>(trans, st, w, 5, out_w, w8, p, horiz);
+    case 6: return horizontal_group_fixed<6>(trans, st, w, 6, out_w, w8, p, horiz);
+    case 7: return horizontal_group_fixed<7>(trans, st, w, 7, out_w, w8, p, horiz);
+    default: return horizontal_group_fixed<0>(trans, st, w, cols.k, out_w, w8, p, horiz);
+  }
+}
+
+// Streams n bytes from cache to the output with 32-byte non-temporal stores (see stream_bytes).
+BF_AVX2 void stream_bytes_avx2(void* dst, const void* src, int64_t n) {
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  const int64_t head = std::min<int64_t>(n, (32 - reinterpret_cast<uintptr_t>(d) % 32) % 32);
+  std::memcpy(d, s, head);
+  d += head, s += head, n -= head;
+  for (; n >= 32; n -= 32, d += 32, s += 32) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+  }
+  std::memcpy(d, s, n);
+}
+
 template <typename S>
-__attribute__((target("avx2,fma,f16c"), flatten)) void resized_crop_band_avx2(
-    const uint8_t* data, const ResizedCropImage& im, const ResizedCropParams& p, int64_t oy0, int64_t oy1,
-    typename S::type* out_image, Scratch& s) {
-  resized_crop_band<S>(data, im, p, oy0, oy1, out_image, s);
+BF_AVX2 void write_out_avx2(const float* src, int64_t len, typename S::type* dst, uint16_t* tmp) {
+  if constexpr (S::kDType == OutDType::kFloat32) {
+    stream_bytes_avx2(dst, src, len * static_cast<int64_t>(sizeof(float)));
+  } else {
+    convert_span<S>(src, len, tmp, true);
+    stream_bytes_avx2(dst, tmp, len * static_cast<int64_t>(sizeof(uint16_t)));
+  }
+}
+
+// The output transposes of a group store straight to the output with non-temporal stores when
+// every row of every plane starts on a cache line (NCHW float32, width a multiple of 16: the
+// usual training batch).
+// Sixteen columns at a time, so that each row's 64-byte line is written whole and at once: the
+// write-combining buffers then flush full lines instead of halves (a read-modify-write).
+BF_AVX2 void transpose16x8_stream(const float* src, float* dst, int64_t dst_stride, int64_t rows) {
+  alignas(64) float block[128];
+  transpose8x8(src, 8, block, 16);
+  transpose8x8(src + 64, 8, block + 8, 16);
+  for (int64_t r = 0; r < rows; ++r) {
+    _mm256_stream_ps(dst + r * dst_stride, _mm256_load_ps(block + 16 * r));
+    _mm256_stream_ps(dst + r * dst_stride + 8, _mm256_load_ps(block + 16 * r + 8));
+  }
+}
+
+// Output rows [oy0, oy1) of image `im`, kGroup rows at a time: the source rows the group reads
+// as floats in `line` (each converted once, though several output rows read it), the vertical
+// pass per row into `vert` ([8][crop3 padded]), transpose to `trans` ([crop3 padded][8]), the
+// horizontal pass and normalisation into `horiz` ([3][w8][8]), transpose out and store.
+template <typename S>
+BF_AVX2 void resized_crop_band_avx2(const uint8_t* data, const ResizedCropImage& im, const ResizedCropParams& p,
+                                    int64_t oy0, int64_t oy1, typename S::type* out_image, Scratch& s) {
+  const int64_t out_w = p.out_w;
+  const int64_t w8 = round_up8(out_w);
+  const int64_t plane = static_cast<int64_t>(p.out_h) * out_w;
+  build_rows(im, p.antialias, oy0, oy1, &s.rows);
+  build_columns(im, p.antialias, out_w, &s.cols);
+  const int64_t src_row_bytes = 3 * static_cast<int64_t>(im.width);
+  const uint8_t* crop = data + im.offset + 3 * static_cast<int64_t>(im.x.crop_start);
+  const int64_t crop3 = 3 * static_cast<int64_t>(im.x.crop_len);
+  const int64_t crop8 = round_up8(crop3);
+  const bool direct = S::kDType == OutDType::kFloat32 && !p.channels_last && out_w % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(out_image) % 64 == 0;
+  s.vert.resize(kGroup * crop8);
+  s.trans.resize(crop8 * kGroup);
+  s.horiz.resize(3 * w8 * kGroup);
+  s.planar.resize(kGroup * 3 * w8);
+  s.acc.resize(3 * out_w);
+  s.tmp.resize(3 * out_w);
+  s.float_rows.resize(s.rows.k);
+  for (int64_t g0 = oy0; g0 < oy1; g0 += kGroup) {
+    const int64_t rows = std::min<int64_t>(kGroup, oy1 - g0);
+    const int64_t i0 = g0 - oy0, i1 = i0 + rows - 1;
+    const int64_t y_lo = s.rows.start[i0], y_hi = s.rows.start[i1] + s.rows.count[i1];
+    s.line.resize((y_hi - y_lo) * crop8);
+    for (int64_t y = y_lo; y < y_hi; ++y) {
+      float* line = s.line.data() + (y - y_lo) * crop8;
+      bytes_to_floats_avx2(crop + y * src_row_bytes, crop3, line);
+      std::fill(line + crop3, line + crop8, 0.0f);
+    }
+    // The source pixels come from DRAM in short runs (one crop row each) that the hardware
+    // prefetcher follows poorly: ask for the next group's rows while this group computes.
+    if (g0 + kGroup < oy1) {
+      const int64_t j1 = std::min<int64_t>(i1 + kGroup, oy1 - oy0 - 1);
+      for (int64_t y = y_hi; y < s.rows.start[j1] + s.rows.count[j1]; ++y) {
+        const uint8_t* row = crop + y * src_row_bytes;
+        for (int64_t b = 0; b < crop3; b += 64) _mm_prefetch(reinterpret_cast<const char*>(row + b), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(row + crop3 - 1), _MM_HINT_T0);
+      }
+    }
+    for (int64_t r = 0; r < kGroup; ++r) {
+      float* v = s.vert.data() + r * crop8;
+      if (r >= rows) {
+        std::fill(v, v + crop8, 0.0f);
+        continue;
+      }
+      const int64_t i = i0 + r;
+      for (int k = 0; k < s.rows.count[i]; ++k) s.float_rows[k] = s.line.data() + (s.rows.start[i] + k - y_lo) * crop8;
+      vertical_row_avx2(s.float_rows.data(), &s.rows.weight[i * s.rows.k], s.rows.count[i], crop8, v);
+    }
+    for (int64_t j = 0; j < crop8; j += 8) transpose8x8(s.vert.data() + j, crop8, s.trans.data() + j * kGroup, kGroup);
+    horizontal_group(s.trans.data(), s.cols, out_w, w8, p, s.horiz.data());
+    if (direct) {
+      for (int64_t c = 0; c < 3; ++c) {
+        float* dst = reinterpret_cast<float*>(out_image) + c * plane + g0 * out_w;
+        for (int64_t ox = 0; ox < out_w; ox += 16) {
+          transpose16x8_stream(s.horiz.data() + (c * w8 + ox) * kGroup, dst + ox, out_w, rows);
+        }
+      }
+      continue;
+    }
+    for (int64_t c = 0; c < 3; ++c) {
+      for (int64_t ox = 0; ox < w8; ox += 8) {
+        transpose8x8(s.horiz.data() + (c * w8 + ox) * kGroup, kGroup, s.planar.data() + c * w8 + ox, 3 * w8);
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* planes = s.planar.data() + r * 3 * w8;
+      const int64_t oy = g0 + r;
+      if (p.channels_last) {
+        for (int64_t ox = 0; ox < out_w; ++ox) {
+          for (int64_t c = 0; c < 3; ++c) s.acc[3 * ox + c] = planes[c * w8 + ox];
+        }
+        write_out_avx2<S>(s.acc.data(), 3 * out_w, out_image + oy * 3 * out_w, s.tmp.data());
+      } else {
+        for (int64_t c = 0; c < 3; ++c) {
+          write_out_avx2<S>(planes + c * w8, out_w, out_image + c * plane + oy * out_w, s.tmp.data());
+        }
+      }
+    }
+  }
+  stream_fence();  // non-temporal stores are weakly ordered: publish them before the band ends
 }
 #endif
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/MemoryOverlap.h>
 
 #include "bridgedfast/dtype.h"
 #include "bridgedfast/mix_images.h"
@@ -44,6 +45,21 @@ inline at::Tensor check_mix_images_inputs(const at::Tensor& x, const at::Tensor&
   const bool channels_last = x.size(1) > 1 && x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
   *shape = ImageBatchShape{x.size(0), x.size(1), x.size(2), x.size(3), channels_last};
   return x.contiguous(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+}
+
+// out of mix_images.out: x's shape, dtype, device and (dense) layout, and no memory shared
+// with x, since image i reads image N-1-i, which another thread may already have written.
+inline void check_mix_images_out(const at::Tensor& out, const at::Tensor& x, const ImageBatchShape& shape) {
+  TORCH_CHECK(out.device() == x.device(), "mix_images: out is on ", out.device(), " but x is on ", x.device());
+  TORCH_CHECK(out.scalar_type() == x.scalar_type(), "mix_images: out has dtype ", out.scalar_type(), " but x has ",
+              x.scalar_type());
+  TORCH_CHECK(out.layout() == at::kStrided, "mix_images: out must be a strided (dense) tensor, got ", out.layout());
+  TORCH_CHECK(out.sizes() == x.sizes(), "mix_images: out must have x's shape ", x.sizes(), ", got ", out.sizes());
+  const auto format = shape.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  TORCH_CHECK(out.is_contiguous(format), "mix_images: out must be ", shape.channels_last ? "channels_last" : "NCHW",
+              "-contiguous like x, got strides ", out.strides());
+  TORCH_CHECK(out.numel() == 0 || at::get_overlap_status(out, x) == at::MemOverlapStatus::No,
+              "mix_images: out must not share memory with x (each image reads its partner)");
 }
 
 // Validates resized_crop's inputs and builds its per-image table and parameters. `data` may
@@ -142,6 +158,25 @@ inline void advise_huge_pages(void* data, int64_t bytes) {
 inline at::Tensor empty_resized_crop_output(const at::Tensor& data, const ResizedCropParams& p, at::ScalarType dtype) {
   return at::empty({p.n, 3, p.out_h, p.out_w}, data.options().dtype(dtype),
                    p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+}
+
+// The kernels write every element of a dense buffer of the functional op's exact shape, dtype
+// and layout; anything else (a view with gaps, the other memory format) would be written wrong.
+inline void check_resized_crop_out(const at::Tensor& out, const at::Tensor& data, const ResizedCropParams& p,
+                                   at::ScalarType dtype) {
+  TORCH_CHECK(out.device() == data.device(), "resized_crop: out is on ", out.device(), " but data is on ",
+              data.device());
+  TORCH_CHECK(out.scalar_type() == dtype, "resized_crop: out has dtype ", out.scalar_type(), " but out_dtype is ",
+              dtype);
+  TORCH_CHECK(out.layout() == at::kStrided, "resized_crop: out must be a strided (dense) tensor, got ", out.layout());
+  TORCH_CHECK(out.sizes() == at::IntArrayRef({p.n, 3, p.out_h, p.out_w}), "resized_crop: out must have shape [", p.n,
+              ", 3, ", p.out_h, ", ", p.out_w, "], got ", out.sizes());
+  const auto format = p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  TORCH_CHECK(out.is_contiguous(format), "resized_crop: out must be ",
+              p.channels_last ? "channels_last" : "NCHW", "-contiguous (channels_last=", p.channels_last,
+              "), got strides ", out.strides());
+  TORCH_CHECK(out.numel() == 0 || at::get_overlap_status(out, data) == at::MemOverlapStatus::No,
+              "resized_crop: out overlaps the image data");
 }
 
 }  // namespace bridgedfast

@@ -19,6 +19,10 @@ PyObject* PyInit__C(void) {
 
 TORCH_LIBRARY(bridgedfast, m) {
   m.def("mix_images(Tensor x, Tensor lam, Tensor boxes) -> Tensor");
+  m.def("mix_images.out(Tensor x, Tensor lam, Tensor boxes, *, Tensor(a!) out) -> Tensor(a!)", {at::Tag::out});
   m.def("gather_images(Tensor[] sources, Tensor items, Tensor(a!) out) -> ()");
   m.def("resized_crop(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize=None) -> Tensor");
+  // The .out overloads write into a caller's buffer (e.g. the loader's recycled batches); the
+  // out tag tells torch.compile that `out` is write-only, so it can functionalize them.
+  m.def("resized_crop.out(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize=None, *, Tensor(a!) out) -> Tensor(a!)", {at::Tag::out});
 }

@@ -9,17 +9,9 @@
 namespace bridgedfast {
 namespace {
 
-at::Tensor resized_crop_cuda_op(const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes,
-                                const at::Tensor& flip, at::IntArrayRef size, at::ArrayRef<double> mean,
-                                at::ArrayRef<double> std, bool antialias, at::ScalarType out_dtype, bool channels_last,
-                                const std::optional<at::Tensor>& resize) {
-  TORCH_CHECK(data.is_cuda(), "resized_crop: data must be on a CUDA device for the CUDA kernel, got ", data.device());
-  ResizedCropParams params{};
-  const std::vector<ResizedCropImage> images = check_resized_crop_inputs(
-      data, index, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize, &params);
-  const c10::cuda::CUDAGuard guard(data.device());
-  at::Tensor out = empty_resized_crop_output(data, params, out_dtype);
-  if (params.n == 0) return out;
+void run_resized_crop_cuda(const at::Tensor& data, const std::vector<ResizedCropImage>& images,
+                           const ResizedCropParams& params, bool antialias, at::Tensor& out) {
+  if (params.n == 0) return;
   int max_taps = 1;
   for (const auto& im : images) {
     max_taps = std::max({max_taps, axis_max_taps(im.y, antialias), axis_max_taps(im.x, antialias)});
@@ -37,11 +29,41 @@ at::Tensor resized_crop_cuda_op(const at::Tensor& data, const at::Tensor& index,
                                     max_taps, workspace.mutable_data_ptr(), out.mutable_data_ptr(),
                                     at::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == 0, "resized_crop: CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+
+at::Tensor resized_crop_cuda_op(const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes,
+                                const at::Tensor& flip, at::IntArrayRef size, at::ArrayRef<double> mean,
+                                at::ArrayRef<double> std, bool antialias, at::ScalarType out_dtype, bool channels_last,
+                                const std::optional<at::Tensor>& resize) {
+  TORCH_CHECK(data.is_cuda(), "resized_crop: data must be on a CUDA device for the CUDA kernel, got ", data.device());
+  ResizedCropParams params{};
+  const std::vector<ResizedCropImage> images = check_resized_crop_inputs(
+      data, index, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize, &params);
+  const c10::cuda::CUDAGuard guard(data.device());
+  at::Tensor out = empty_resized_crop_output(data, params, out_dtype);
+  run_resized_crop_cuda(data, images, params, antialias, out);
+  return out;
+}
+
+at::Tensor& resized_crop_out_cuda_op(const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes,
+                                     const at::Tensor& flip, at::IntArrayRef size, at::ArrayRef<double> mean,
+                                     at::ArrayRef<double> std, bool antialias, at::ScalarType out_dtype,
+                                     bool channels_last, const std::optional<at::Tensor>& resize, at::Tensor& out) {
+  TORCH_CHECK(data.is_cuda(), "resized_crop: data must be on a CUDA device for the CUDA kernel, got ", data.device());
+  ResizedCropParams params{};
+  const std::vector<ResizedCropImage> images = check_resized_crop_inputs(
+      data, index, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize, &params);
+  check_resized_crop_out(out, data, params, out_dtype);
+  const c10::cuda::CUDAGuard guard(data.device());
+  run_resized_crop_cuda(data, images, params, antialias, out);
   return out;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(bridgedfast, CUDA, m) { m.impl("resized_crop", &resized_crop_cuda_op); }
+TORCH_LIBRARY_IMPL(bridgedfast, CUDA, m) {
+  m.impl("resized_crop", &resized_crop_cuda_op);
+  m.impl("resized_crop.out", &resized_crop_out_cuda_op);
+}
 
 }  // namespace bridgedfast
