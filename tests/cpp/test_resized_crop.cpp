@@ -196,29 +196,4 @@ BF_TEST(cpu_kernel_low_precision_is_one_rounding) {
   }
 }
 
-BF_TEST(cpu_kernel_aligned_wide_output_path) {
-  // NCHW float32 rows that start on cache lines (width a multiple of 16, 64-byte aligned
-  // buffer) take the SIMD kernel's direct non-temporal store path; heights that are not a
-  // multiple of its 8-row groups exercise the partial last group.
-  for (bool simd : {true, false}) {
-    const bool previous = resized_crop_cpu_set_simd(simd);
-    for (int out_h : {13, 32}) {
-      for (int n : {1, 5}) {
-        const Batch b = random_batch(31 + out_h + n, n, out_h, 48);
-        const ResizedCropParams p = params_for(n, out_h, 48, true, false, OutDType::kFloat32);
-        const size_t count = static_cast<size_t>(n) * 3 * out_h * 48;
-        std::vector<float> storage(count + 16, -1000.f);
-        float* out = storage.data();
-        while (reinterpret_cast<uintptr_t>(out) % 64 != 0) ++out;
-        resized_crop_cpu(b.data.data(), b.images.data(), p, out);
-        const std::vector<double> ref = naive(b.data, b.images, p);
-        double max_err = 0;
-        for (size_t k = 0; k < count; ++k) max_err = std::max(max_err, std::fabs(out[k] - ref[k]));
-        BF_CHECK_NEAR(max_err, 0.0, 2e-5);
-      }
-    }
-    resized_crop_cpu_set_simd(previous);
-  }
-}
-
 BF_TEST_MAIN()
