@@ -34,20 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import Result, compare, save  # noqa: E402
+from common import Result, compare, save, throughput  # noqa: E402
 
 from bridgedfast.augment import IMAGENET_MEAN, IMAGENET_STD, Mixup, TrainAugment  # noqa: E402
 from bridgedfast.packed import PackedImages  # noqa: E402
-
-
-def throughput(fn, items: int, *, min_run_time: float = 1.0) -> float:
-    """common.throughput, but timed on all of torch's threads (--threads): its
-    torch.utils.benchmark.Timer runs the statement on num_threads=1 unless told otherwise."""
-    import torch.utils.benchmark as tbench
-
-    fn()
-    timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return items / timer.blocked_autorange(min_run_time=min_run_time).median
 
 
 MIXUP_ARGS = dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=1000)
