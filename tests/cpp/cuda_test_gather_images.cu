@@ -7,14 +7,9 @@
 #include <vector>
 
 #include "bridgedfast/gather_images.h"
-#include "check.h"
+#include "cuda_check.h"
 
 using namespace bridgedfast;
-
-static bool have_gpu() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
 
 BF_TEST(cuda_gather_matches_cpu) {
   std::mt19937 rng(11);
@@ -56,10 +51,4 @@ BF_TEST(cuda_gather_matches_cpu) {
   cudaFree(dev_src[0]), cudaFree(dev_src[1]), cudaFree(dev_items), cudaFree(dev_out);
 }
 
-int main() {
-  if (!have_gpu()) {
-    std::printf("no CUDA device: skipping\n");
-    return 77;
-  }
-  return bftest::run_all();
-}
+BF_CUDA_TEST_MAIN()

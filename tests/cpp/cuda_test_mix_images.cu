@@ -7,22 +7,10 @@
 #include <vector>
 
 #include "bridgedfast/mix_images.h"
-#include "check.h"
+#include "cuda_check.h"
 
 using namespace bridgedfast;
-
-static bool have_gpu() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-template <typename T>
-static T* to_device(const std::vector<T>& v) {
-  T* p = nullptr;
-  cudaMalloc(&p, v.size() * sizeof(T));
-  cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
-  return p;
-}
+using bftest::to_device;
 
 BF_TEST(cuda_matches_cpu) {
   for (bool channels_last : {false, true}) {
@@ -49,10 +37,4 @@ BF_TEST(cuda_matches_cpu) {
   }
 }
 
-int main() {
-  if (!have_gpu()) {
-    std::printf("no CUDA device: skipping\n");
-    return 77;
-  }
-  return bftest::run_all();
-}
+BF_CUDA_TEST_MAIN()

@@ -8,22 +8,10 @@
 #include <vector>
 
 #include "bridgedfast/resized_crop.h"
-#include "check.h"
+#include "cuda_check.h"
 
 using namespace bridgedfast;
-
-static bool have_gpu() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-template <typename T>
-static T* to_device(const std::vector<T>& v) {
-  T* p = nullptr;
-  cudaMalloc(&p, std::max<size_t>(1, v.size()) * sizeof(T));
-  cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
-  return p;
-}
+using bftest::to_device;
 
 BF_TEST(cuda_matches_cpu) {
   std::mt19937 rng(5);
@@ -70,10 +58,4 @@ BF_TEST(cuda_matches_cpu) {
   cudaFree(d_data), cudaFree(d_images);
 }
 
-int main() {
-  if (!have_gpu()) {
-    std::printf("no CUDA device: skipping\n");
-    return 77;
-  }
-  return bftest::run_all();
-}
+BF_CUDA_TEST_MAIN()
