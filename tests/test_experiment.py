@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bridgedfast.cli import main as cli_main
@@ -82,6 +83,31 @@ def test_changing_the_training_seed_reruns_only_training(demo_out):
     assert _ran(log) == ["train-vanilla-all-seed7", "train-bridged++-all-seed7"]
     assert {"data", "style", "generate", "samples-nostyle"} <= set(_skipped(log))
     assert "| vanilla | all | 7 |" in (demo_out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("hook, value", [("BRIDGEDFAST_TEST_KILL_AFTER_BATCHES", "1"),
+                                         ("BRIDGEDFAST_TEST_KILL_AT_STEP", "10")])
+def test_kill_9_then_rerun_equals_the_uninterrupted_run(demo_out, tmp_path, hook, value):
+    """SIGKILL the demo during generation (or during training), run it again: the outputs equal
+    the uninterrupted run's (the module's demo, same inputs and settings)."""
+    from bridgedfast.data import ImageStore
+    from safetensors.torch import load_file
+
+    cmd = [sys.executable, "-m", "bridgedfast", "demo", "--quick", "--out", str(tmp_path), "--no-progress"]
+    killed = subprocess.run(cmd, capture_output=True, text=True, env=dict(_env(), **{hook: value}), timeout=900)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "report.md").exists()
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "[resume]" in resumed.stdout
+    ours, reference = ImageStore(tmp_path / "synthetic"), ImageStore(demo_out / "synthetic")
+    assert len(ours) == len(reference)
+    assert [ours.meta(i)["seed"] for i in range(len(ours))] == [reference.meta(i)["seed"] for i in range(len(ours))]
+    assert all(torch.equal(ours.image(i), reference.image(i)) for i in range(len(ours)))
+    for run in ("vanilla-all-seed0", "bridged++-all-seed0"):
+        a = load_file(str(tmp_path / "train" / run / "model.safetensors"))
+        b = load_file(str(demo_out / "train" / run / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), run
 
 
 def test_changing_generation_reruns_what_depends_on_it(demo_out):
