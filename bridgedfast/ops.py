@@ -100,8 +100,10 @@ def _check_gather_items(sources: list[torch.Tensor], items: torch.Tensor, out: t
         raise ValueError(f"gather_images: items must be a CPU int64 [N, 4] tensor, got {items.dtype} {tuple(items.shape)} on {items.device}")
     sizes = torch.tensor([s.numel() for s in sources] + [0], dtype=torch.int64)
     src, start, n, dst = items.unbind(1)
-    bad = (src < 0) | (src >= len(sources)) | (start < 0) | (n < 0) | (dst < 0) | (dst + n > out.numel())
-    bad |= start + n > sizes[src.clamp(0, len(sources))]
+    # Bounds as differences: sums of huge int64 values would wrap around and pass.
+    have = sizes[src.clamp(0, len(sources))]
+    bad = (src < 0) | (src >= len(sources)) | (start < 0) | (n < 0) | (dst < 0) | (dst > out.numel())
+    bad |= (n > out.numel() - dst) | (start > have) | (n > have - start)
     if bool(bad.any()):
         i = int(bad.nonzero()[0])
         raise ValueError(f"gather_images: item {i} {items[i].tolist()} is out of range of its source or of out")
@@ -152,7 +154,9 @@ def as_packed(images: Images) -> PackedImages:
     else:
         raise ValueError(f"images must be PackedImages, a list of uint8 [H, W, 3] tensors or a uint8 [N, H, W, 3] tensor, got {type(images).__name__}")
     offset, h, w = packed.index.unbind(1)
-    bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset + h * w * 3 > packed.data.numel())
+    numel = packed.data.numel()
+    bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset > numel)
+    bad |= w > (numel - offset) // 3 // h.clamp(min=1)  # offset + 3*h*w <= numel, without overflow
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise ValueError(
@@ -243,7 +247,7 @@ def resized_crop(
     _check_out_dtype(out_dtype)
     top, left, bh, bw = boxes_t.unbind(1)
     h, w = packed.index[:, 1], packed.index[:, 2]
-    bad = (bh <= 0) | (bw <= 0) | (top < 0) | (left < 0) | (top + bh > h) | (left + bw > w)
+    bad = (bh <= 0) | (bw <= 0) | (top < 0) | (left < 0) | (bh > h) | (bw > w) | (top > h - bh) | (left > w - bw)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise ValueError(

@@ -84,6 +84,15 @@ def test_gather_rejects_out_of_range(items, out_size, match):
         ops.gather_images(sources, torch.tensor(items), torch.zeros(out_size, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("items", [[[0, 2**63 - 1, 1, 0]], [[0, 0, 1, 2**63 - 1]], [[0, 2, 2**63 - 1, 0]]])
+def test_gather_fallback_checks_do_not_overflow(items, monkeypatch):
+    # The pure-PyTorch fallback repeats the kernels' bounds checks; huge values must not wrap past them.
+    monkeypatch.setattr(ops, "_use_kernel", lambda op, device: False)
+    sources = [torch.zeros(10, dtype=torch.uint8)]
+    with pytest.raises(ValueError, match="out of range"):
+        ops.gather_images(sources, torch.tensor(items), torch.zeros(10, dtype=torch.uint8))
+
+
 def test_gather_rejects_bad_types():
     src = [torch.zeros(10, dtype=torch.uint8)]
     ok = torch.tensor([[0, 0, 2, 0]])

@@ -281,6 +281,43 @@ def test_op_level_checks_name_the_problem():
         call(std=[1.0, 0.0, 1.0])
 
 
+BIG = 2**63 - 1  # a sum with anything positive wraps around in int64
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "boxes, resize, match",
+    [
+        ([[BIG, 0, 1, 8], [0, 0, 8, 8]], None, "box 0 .* is not inside its 10x12 image"),
+        ([[0, 0, 10, 12], [0, BIG, 8, 1]], None, "box 1 .* is not inside its 8x8 image"),
+        ([[1, 0, BIG, 8], [0, 0, 8, 8]], None, "box 0 .* is not inside its 10x12 image"),
+        (BOXES, [[4, 4, BIG, 0], [4, 4, 0, 0]], "resize 0 .* does not contain a 4x4 window"),
+    ],
+)
+def test_op_level_checks_do_not_overflow(device, boxes, resize, match):
+    # Huge int64 boxes must be refused, not wrap past the bounds check into out-of-range reads.
+    packed = PackedImages.from_images(IMG).to(device)
+    op = torch.ops.bridgedfast.resized_crop.default
+    resize_t = None if resize is None else torch.tensor(resize)
+    with pytest.raises(RuntimeError, match=match):
+        op(packed.data, packed.index, torch.tensor(boxes), torch.zeros(2, dtype=torch.bool), [4, 4], [0.0] * 3,
+           [1.0] * 3, True, torch.float32, False, resize_t)
+
+
+@pytest.mark.parametrize("boxes", [[[BIG, 0, 1, 8], [0, 0, 8, 8]], [[0, 0, 10, 12], [0, BIG, 8, 1]],
+                                   [[1, 0, BIG, 8], [0, 0, 8, 8]]])
+def test_python_checks_do_not_overflow(boxes):
+    with pytest.raises(ValueError, match="is not inside image"):
+        ops.resized_crop(IMG, boxes, 4)
+
+
+def test_packing_check_does_not_overflow():
+    data = torch.zeros(300, dtype=torch.uint8)
+    for index in ([[0, 2**62, 2**62]], [[BIG, 1, 1]], [[0, 3, 2**62]]):
+        with pytest.raises(ValueError, match="does not fit the 300-byte buffer"):
+            ops.as_packed(PackedImages(data, torch.tensor(index)))
+
+
 def test_tap_weights_follow_torch_antialias_definition():
     # A 1-D check of the shared weight math through the op: a 1-row image resized 9 -> 4 with
     # antialias equals torch's _upsample_bilinear2d_aa on the same row.

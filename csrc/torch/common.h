@@ -119,14 +119,16 @@ inline std::vector<ResizedCropImage> check_resized_crop_inputs(
                 "resized_crop: image ", i, " (offset ", offset, ", ", h, "x", w, ") does not fit the ", data.numel(),
                 "-byte buffer");
     const int64_t top = bx[4 * i], left = bx[4 * i + 1], bh = bx[4 * i + 2], bw = bx[4 * i + 3];
-    TORCH_CHECK(bh > 0 && bw > 0 && top >= 0 && left >= 0 && top + bh <= h && left + bw <= w, "resized_crop: box ", i,
+    // Written as differences: a sum of two huge int64s would wrap and pass (-fwrapv).
+    TORCH_CHECK(bh > 0 && bw > 0 && top >= 0 && left >= 0 && bh <= h && bw <= w && top <= h - bh && left <= w - bw,
+                "resized_crop: box ", i,
                 " (top ", top, ", left ", left, ", height ", bh, ", width ", bw, ") is not inside its ", h, "x", w,
                 " image");
     int64_t rh = size[0], rw = size[1], wy = 0, wx = 0;
     if (rs != nullptr) {
       rh = rs[4 * i], rw = rs[4 * i + 1], wy = rs[4 * i + 2], wx = rs[4 * i + 3];
-      TORCH_CHECK(rh > 0 && rw > 0 && rh <= INT32_MAX && rw <= INT32_MAX && wy >= 0 && wx >= 0 && wy + size[0] <= rh &&
-                      wx + size[1] <= rw,
+      TORCH_CHECK(rh > 0 && rw > 0 && rh <= INT32_MAX && rw <= INT32_MAX && wy >= 0 && wx >= 0 && wy <= rh - size[0] &&
+                      wx <= rw - size[1],
                   "resized_crop: resize ", i, " (", rh, "x", rw, ", window at ", wy, ",", wx, ") does not contain a ",
                   size[0], "x", size[1], " window");
     }
