@@ -79,10 +79,11 @@ class BufferPool:
                 self.allocated += 1
             else:
                 self.reused += 1
-        # A new tensor over the storage: while the caller (or anything made from it) lives,
-        # the storage's use count stays above the pool's own.
-        view = torch.empty(0, dtype=dtype, device=self.device)
-        return view.set_(entry.base.untyped_storage(), 0, tuple(shape), stride)
+            # A new tensor over the storage: while the caller (or anything made from it) lives,
+            # the storage's use count stays above the pool's own. Made under the lock: until it
+            # exists the buffer still looks idle, and another caller could take it too.
+            view = torch.empty(0, dtype=dtype, device=self.device)
+            return view.set_(entry.base.untyped_storage(), 0, tuple(shape), stride)
 
     def _take_idle(self, nbytes: int) -> _Entry | None:
         best = None
