@@ -62,6 +62,19 @@ def test_gather_large_aligned_images(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_gather_more_items_than_one_launch_takes(device):
+    # CUDA launches at most 65535 items per grid (grid.y); the binding splits the rest.
+    n = 70_000
+    g = torch.Generator().manual_seed(4)
+    src = torch.randint(0, 256, (n * 3 + 5,), dtype=torch.uint8, generator=g)
+    starts = torch.randperm(n, generator=g) * 3 + (torch.arange(n) % 5)
+    items = torch.stack([torch.zeros(n, dtype=torch.int64), starts, torch.full((n,), 3), torch.arange(n) * 3], 1)
+    out = ops.gather_images([src.to(device)], items).cpu()
+    expected = src[(starts[:, None] + torch.arange(3)).reshape(-1)]
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_gather_opcheck(device):
     sources, items, size = random_case(4)
     out = torch.zeros(size, dtype=torch.uint8, device=device)

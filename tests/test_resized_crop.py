@@ -204,6 +204,22 @@ def test_cuda_matches_cpu():
             assert (gpu.cpu() - cpu).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n, size", [(1, (600_000, 2)), (70_000, (2, 3))])
+def test_more_rows_or_images_than_one_grid_dimension(device, n, size):
+    # CUDA grid.y and grid.z stop at 65535: 600k rows are 75k row blocks, 70k images 70k slices.
+    g = torch.Generator().manual_seed(6)
+    images = torch.randint(0, 256, (n, 3, 4, 3), dtype=torch.uint8, generator=g)
+    boxes = torch.tensor([[0, 1, 3, 3]]).expand(n, 4)
+    flip = torch.arange(n) % 2 == 1
+    want = ops.resized_crop(images, boxes, size, flip=flip, mean=MEAN, std=STD)
+    got = ops.resized_crop(images.to(device), boxes, size, flip=flip, mean=MEAN, std=STD)
+    assert (got.cpu() - want).abs().max().item() <= 1e-4
+    if n == 1:
+        ref = reference_batch(list(images), boxes, size, flip, MEAN, STD, True)
+        assert (got.cpu() - ref).abs().max().item() <= 1e-3
+
+
 IMG = [torch.zeros(10, 12, 3, dtype=torch.uint8), torch.zeros(8, 8, 3, dtype=torch.uint8)]
 BOXES = [[0, 0, 10, 12], [0, 0, 8, 8]]
 

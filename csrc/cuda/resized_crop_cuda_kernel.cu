@@ -50,49 +50,53 @@ __global__ void resized_crop_kernel(const uint8_t* __restrict__ data, const Resi
                                     ResizedCropParams p, int max_taps, TapTables t,
                                     typename S::type* __restrict__ out) {
   const int64_t ox = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  const int64_t oy = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y;
-  if (ox >= p.out_w || oy >= p.out_h) return;
+  if (ox >= p.out_w) return;
   const int64_t per_image = static_cast<int64_t>(p.out_h) + p.out_w;
   const int64_t plane = static_cast<int64_t>(p.out_h) * p.out_w;
+  // Grid-stride over images and rows: grid.z and grid.y stop at 65535.
+  const int64_t oy_first = blockIdx.y * static_cast<int64_t>(blockDim.y) + threadIdx.y;
+  const int64_t oy_stride = static_cast<int64_t>(gridDim.y) * blockDim.y;
   for (int64_t n = blockIdx.z; n < p.n; n += gridDim.z) {
-    const ResizedCropImage& im = images[n];
-    const uint8_t* src = data + im.offset;
-    const int64_t row_bytes = 3 * static_cast<int64_t>(im.width);
-    const int64_t ye = n * per_image + oy;
-    const int64_t xe = n * per_image + p.out_h + ox;
-    const int y0 = t.start[ye], ny = t.count[ye];
-    const int x0 = t.start[xe], nx = t.count[xe];
-    const float* wy = t.weight + ye * max_taps;
-    const float* wx = t.weight + xe * max_taps;
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
-    for (int ky = 0; ky < ny; ++ky) {
-      const uint8_t* row = src + (y0 + ky) * row_bytes + 3 * static_cast<int64_t>(x0);
-      float r0 = 0.0f, r1 = 0.0f, r2 = 0.0f;
-      for (int kx = 0; kx < nx; ++kx) {
-        const float w = wx[kx];
-        r0 += w * static_cast<float>(__ldg(row + 3 * kx));
-        r1 += w * static_cast<float>(__ldg(row + 3 * kx + 1));
-        r2 += w * static_cast<float>(__ldg(row + 3 * kx + 2));
+    for (int64_t oy = oy_first; oy < p.out_h; oy += oy_stride) {
+      const ResizedCropImage& im = images[n];
+      const uint8_t* src = data + im.offset;
+      const int64_t row_bytes = 3 * static_cast<int64_t>(im.width);
+      const int64_t ye = n * per_image + oy;
+      const int64_t xe = n * per_image + p.out_h + ox;
+      const int y0 = t.start[ye], ny = t.count[ye];
+      const int x0 = t.start[xe], nx = t.count[xe];
+      const float* wy = t.weight + ye * max_taps;
+      const float* wx = t.weight + xe * max_taps;
+      float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
+      for (int ky = 0; ky < ny; ++ky) {
+        const uint8_t* row = src + (y0 + ky) * row_bytes + 3 * static_cast<int64_t>(x0);
+        float r0 = 0.0f, r1 = 0.0f, r2 = 0.0f;
+        for (int kx = 0; kx < nx; ++kx) {
+          const float w = wx[kx];
+          r0 += w * static_cast<float>(__ldg(row + 3 * kx));
+          r1 += w * static_cast<float>(__ldg(row + 3 * kx + 1));
+          r2 += w * static_cast<float>(__ldg(row + 3 * kx + 2));
+        }
+        const float w = wy[ky];
+        a0 += w * r0;
+        a1 += w * r1;
+        a2 += w * r2;
       }
-      const float w = wy[ky];
-      a0 += w * r0;
-      a1 += w * r1;
-      a2 += w * r2;
-    }
-    const float v0 = a0 * p.scale[0] + p.shift[0];
-    const float v1 = a1 * p.scale[1] + p.shift[1];
-    const float v2 = a2 * p.scale[2] + p.shift[2];
-    typename S::type* dst = out + n * 3 * plane;
-    if (kChannelsLast) {
-      const int64_t o = 3 * (oy * p.out_w + ox);
-      dst[o] = S::store(v0);
-      dst[o + 1] = S::store(v1);
-      dst[o + 2] = S::store(v2);
-    } else {
-      const int64_t o = oy * p.out_w + ox;
-      dst[o] = S::store(v0);
-      dst[o + plane] = S::store(v1);
-      dst[o + 2 * plane] = S::store(v2);
+      const float v0 = a0 * p.scale[0] + p.shift[0];
+      const float v1 = a1 * p.scale[1] + p.shift[1];
+      const float v2 = a2 * p.scale[2] + p.shift[2];
+      typename S::type* dst = out + n * 3 * plane;
+      if (kChannelsLast) {
+        const int64_t o = 3 * (oy * p.out_w + ox);
+        dst[o] = S::store(v0);
+        dst[o + 1] = S::store(v1);
+        dst[o + 2] = S::store(v2);
+      } else {
+        const int64_t o = oy * p.out_w + ox;
+        dst[o] = S::store(v0);
+        dst[o + plane] = S::store(v1);
+        dst[o + 2 * plane] = S::store(v2);
+      }
     }
   }
 }
@@ -112,8 +116,9 @@ cudaError_t launch(const uint8_t* data, const ResizedCropImage* images, const Re
     if (err != cudaSuccess) return err;
   }
   const dim3 block(32, 8);
+  const int64_t row_blocks = (p.out_h + block.y - 1) / block.y;
   const dim3 grid(static_cast<unsigned>((p.out_w + block.x - 1) / block.x),
-                  static_cast<unsigned>((p.out_h + block.y - 1) / block.y),
+                  static_cast<unsigned>(row_blocks < 65535 ? row_blocks : 65535),
                   static_cast<unsigned>(p.n < 65535 ? p.n : 65535));
   if (p.channels_last) {
     resized_crop_kernel<S, true><<<grid, block, 0, stream>>>(data, images, p, max_taps, t, static_cast<T*>(out));

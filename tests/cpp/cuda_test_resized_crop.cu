@@ -58,4 +58,50 @@ BF_TEST(cuda_matches_cpu) {
   cudaFree(d_data), cudaFree(d_images);
 }
 
+// More row blocks than grid.y takes (65535 * 8 rows) and more images than grid.z takes: the
+// kernel must stride over both and still write every output value.
+BF_TEST(cuda_strides_past_grid_limits) {
+  struct Case {
+    int n, out_h, out_w;
+  };
+  for (const Case c : {Case{1, 600000, 2}, Case{70000, 2, 3}}) {
+    std::mt19937 rng(9);
+    std::vector<uint8_t> data(static_cast<size_t>(c.n) * 3 * 4 * 3);
+    for (auto& v : data) v = static_cast<uint8_t>(rng());
+    std::vector<ResizedCropImage> images(c.n);
+    for (int i = 0; i < c.n; ++i) {
+      ResizedCropImage im{};
+      im.offset = static_cast<int64_t>(i) * 36, im.height = 3, im.width = 4;
+      im.y = AxisMap{0, 3, c.out_h, 0};
+      im.x = AxisMap{1, 3, c.out_w, 0};
+      im.flip = i % 2;
+      images[i] = im;
+    }
+    ResizedCropParams p{};
+    p.n = c.n, p.out_h = c.out_h, p.out_w = c.out_w, p.antialias = true, p.dtype = OutDType::kFloat32;
+    for (int k = 0; k < 3; ++k) p.scale[k] = 1.0f / 255.0f, p.shift[k] = 0.0f;
+    int max_taps = 1;
+    for (const auto& im : images) max_taps = std::max({max_taps, axis_max_taps(im.y, true), axis_max_taps(im.x, true)});
+    const size_t total = static_cast<size_t>(c.n) * 3 * c.out_h * c.out_w;
+    std::vector<float> cpu(total), gpu(total);
+    resized_crop_cpu(data.data(), images.data(), p, cpu.data());
+    uint8_t* d_data = to_device(data);
+    ResizedCropImage* d_images = to_device(images);
+    void* workspace = nullptr;
+    float* d_out = nullptr;
+    cudaMalloc(&workspace, resized_crop_cuda_workspace_bytes(p, max_taps));
+    cudaMalloc(&d_out, total * sizeof(float));
+    cudaMemset(d_out, 0xff, total * sizeof(float));  // NaN wherever the kernel does not write
+    BF_CHECK(resized_crop_cuda(d_data, d_images, p, max_taps, workspace, d_out, nullptr) == 0);
+    BF_CHECK(cudaMemcpy(gpu.data(), d_out, total * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+    double max_err = 0;
+    for (size_t k = 0; k < total; ++k) {
+      const double err = std::fabs(static_cast<double>(cpu[k]) - gpu[k]);
+      max_err = std::isnan(err) ? 1e30 : std::max(max_err, err);
+    }
+    BF_CHECK_NEAR(max_err, 0.0, 1e-5);
+    cudaFree(d_data), cudaFree(d_images), cudaFree(workspace), cudaFree(d_out);
+  }
+}
+
 BF_CUDA_TEST_MAIN()
