@@ -9,6 +9,7 @@ import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as F
 
 from bridgedfast import _ext, ops
+from bridgedfast.augment import TrainAugment
 from bridgedfast.packed import PackedImages
 from bridgedfast.reference import resized_crop_reference
 from conftest import DEVICES
@@ -218,6 +219,24 @@ def test_more_rows_or_images_than_one_grid_dimension(device, n, size):
     if n == 1:
         ref = reference_batch(list(images), boxes, size, flip, MEAN, STD, True)
         assert (got.cpu() - ref).abs().max().item() <= 1e-3
+
+
+def test_cpu_output_bits_do_not_depend_on_thread_count():
+    # Few images are split into row bands by thread count; batches must not change by a bit.
+    g = torch.Generator().manual_seed(0)
+    sizes = torch.randint(40, 300, (6, 2), generator=g).tolist()
+    images = [torch.randint(0, 256, (h, w, 3), dtype=torch.uint8, generator=g) for h, w in sizes]
+    augment = TrainAugment(64)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3, 8):
+            torch.set_num_threads(threads)
+            outs.append(augment(images, torch.Generator().manual_seed(1)))
+    finally:
+        torch.set_num_threads(before)
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
 
 
 IMG = [torch.zeros(10, 12, 3, dtype=torch.uint8), torch.zeros(8, 8, 3, dtype=torch.uint8)]

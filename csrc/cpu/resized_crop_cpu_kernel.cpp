@@ -260,35 +260,48 @@ struct Scratch {
   std::vector<const uint8_t*> byte_rows;
 };
 
-// Output rows [oy0, oy1) of image `im`. The horizontal pass costs a vector op per pixel and
-// tap, the vertical one a vector op per four values and tap, so the order that runs the
-// horizontal pass on fewer rows wins: columns first when the band reads fewer source rows than
-// it writes (upscaling), rows first otherwise.
+// Whether image `im` resamples columns first. The horizontal pass costs a vector op per pixel
+// and tap, the vertical one a vector op per four values and tap, so the order that runs the
+// horizontal pass on fewer rows wins: columns first when the image reads fewer source rows than
+// it writes (upscaling), rows first otherwise. Decided for the whole image, never per band: the
+// two orders round differently, and the bands follow the thread count, which must not change
+// a single output bit.
+bool columns_first(const ResizedCropImage& im, const ResizedCropParams& p, int cols_k, AxisTable* rows) {
+  build_rows(im, p.antialias, 0, p.out_h, rows);
+  const int64_t out_h = p.out_h, out_w = p.out_w;
+  const int64_t y_lo = rows->start[0];
+  const int64_t y_hi = rows->start[out_h - 1] + rows->count[out_h - 1];
+  int64_t taps_y = 0;
+  for (int64_t i = 0; i < out_h; ++i) taps_y += rows->count[i];
+  const double crop3 = 3.0 * im.x.crop_len, row3 = 3.0 * out_w;
+  const double cost_columns_first = (y_hi - y_lo) * (crop3 / 4.0 + out_w * cols_k) + taps_y * row3 / 4.0;
+  const double cost_rows_first = taps_y * crop3 / 4.0 + out_h * out_w * cols_k;
+  return cost_columns_first <= cost_rows_first;
+}
+
+// Output rows [oy0, oy1) of image `im`, in the order columns_first() picks for the image.
 template <typename S>
 void resized_crop_band(const uint8_t* data, const ResizedCropImage& im, const ResizedCropParams& p, int64_t oy0,
                        int64_t oy1, typename S::type* out_image, Scratch& s) {
   const int64_t out_w = p.out_w;
   const int64_t plane = static_cast<int64_t>(p.out_h) * out_w;
   const int64_t row3 = 3 * out_w;
-  build_rows(im, p.antialias, oy0, oy1, &s.rows);
   build_columns(im, p.antialias, out_w, &s.cols);
+  const bool by_columns = columns_first(im, p, s.cols.k, &s.rows);
+  if (oy0 != 0 || oy1 != p.out_h) build_rows(im, p.antialias, oy0, oy1, &s.rows);
   const int64_t band = oy1 - oy0;
   const int64_t y_lo = s.rows.start[0];
   const int64_t y_hi = s.rows.start[band - 1] + s.rows.count[band - 1];
-  int64_t taps_y = 0;
-  for (int64_t i = 0; i < band; ++i) taps_y += s.rows.count[i];
   const int64_t src_row_bytes = 3 * static_cast<int64_t>(im.width);
   const uint8_t* crop = data + im.offset + 3 * static_cast<int64_t>(im.x.crop_start);
   const int64_t crop3 = 3 * static_cast<int64_t>(im.x.crop_len);
-  const double columns_first = (y_hi - y_lo) * (crop3 / 4.0 + out_w * s.cols.k) + taps_y * row3 / 4.0;
-  const double rows_first = taps_y * crop3 / 4.0 + band * out_w * s.cols.k;
   s.acc.resize(row3 + kPad);
   s.planar.resize(2 * row3);
   s.tmp.resize(row3);
   if (p.channels_last) {
     for (int64_t j = 0; j < row3; ++j) s.planar[j] = p.scale[j % 3], s.planar[row3 + j] = p.shift[j % 3];
   }
-  if (columns_first <= rows_first) {
+  if (by_columns) {
     s.buffer.resize((y_hi - y_lo) * row3 + kPad);
     s.line.resize(crop3 + kPad);
     for (int64_t y = y_lo; y < y_hi; ++y) {

@@ -1,8 +1,13 @@
 // The shared tap math of resized_crop.h against hand-computed weights, and the CPU kernel
 // against a direct double-precision evaluation of the separable sum.
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include "bridgedfast/resized_crop.h"
 #include "check.h"
@@ -194,6 +199,30 @@ BF_TEST(cpu_kernel_low_precision_is_one_rounding) {
     BF_CHECK(bad == 0);
     resized_crop_cpu_set_simd(previous);
   }
+}
+
+BF_TEST(cpu_kernel_bits_do_not_depend_on_thread_count) {
+  // Few images are split into row bands by thread count; the output must be the same bits.
+#if defined(_OPENMP)
+  const int previous = omp_get_max_threads();
+  for (bool simd : {true, false}) {
+    const bool previous_simd = resized_crop_cpu_set_simd(simd);
+    for (bool aa : {true, false}) {
+      const Batch b = random_batch(41, 3, 37, 29);
+      const ResizedCropParams p = params_for(3, 37, 29, aa, false, OutDType::kFloat32);
+      std::vector<float> one(static_cast<size_t>(3) * 3 * 37 * 29), many(one.size());
+      omp_set_num_threads(1);
+      resized_crop_cpu(b.data.data(), b.images.data(), p, one.data());
+      for (int threads : {2, 3, 8}) {
+        omp_set_num_threads(threads);
+        resized_crop_cpu(b.data.data(), b.images.data(), p, many.data());
+        BF_CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
+      }
+    }
+    resized_crop_cpu_set_simd(previous_simd);
+  }
+  omp_set_num_threads(previous);
+#endif
 }
 
 BF_TEST_MAIN()
