@@ -249,6 +249,35 @@ def test_damaged_index_record_is_a_clear_error_at_open(tmp_path):
         ImageStore(tmp_path / "s")
 
 
+def rewrite_record(path: Path, i: int, **fields) -> None:
+    """Sets fields of committed record i and re-signs it (record, index and COMMIT checksums),
+    as a bad writer or a crafted file would: only the range checks can catch it."""
+    raw = bytearray((path / fmt.INDEX_FILE).read_bytes())
+    count = fmt.parse_commit((path / fmt.COMMIT_FILE).read_bytes()).count
+    records = np.frombuffer(raw, dtype=fmt.RECORD_DTYPE, offset=fmt.INDEX_HEADER_SIZE, count=count).copy()
+    for name, value in fields.items():
+        records[i][name] = value
+    records["record_crc"] = fmt.record_crcs(records)
+    body = records.tobytes()
+    (path / fmt.INDEX_FILE).write_bytes(bytes(raw[: fmt.INDEX_HEADER_SIZE]) + body)
+    (path / fmt.COMMIT_FILE).write_bytes(fmt.encode_commit(fmt.Commit(count, zlib.crc32(body))))
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"shard": 10**6}, "record 2 has shard number out of range"),  # would map a million shard files
+        ({"shard": 3}, "record 2 has shard number out of range"),
+        ({"encoding": 1, "height": 2**31, "width": 2**31}, "record 2 has height\\*width\\*3 out of range"),
+    ],
+)
+def test_signed_but_impossible_record_is_a_clear_error_at_open(tmp_path, fields, match):
+    write_store(tmp_path / "s", n=4)
+    rewrite_record(tmp_path / "s", 2, **fields)
+    with pytest.raises(StoreError, match=match):
+        ImageStore(tmp_path / "s")
+
+
 @pytest.mark.parametrize(
     "damage, error, match",
     [

@@ -180,6 +180,12 @@ def parse_records(raw: bytes | memoryview, count: int, index_crc: int, num_class
                 & (records["nbytes"] != records["height"].astype(np.uint64) * records["width"].astype(np.uint64) * 3),
                 "raw size != height*width*3",
             ),
+            (
+                records["height"].astype(np.uint64) * records["width"].astype(np.uint64) > np.uint64((1 << 40) // 3),
+                "height*width*3 out of range",
+            ),
+            # A writer starts a shard only for an image that goes into it: record i is in shard <= i.
+            (records["shard"].astype(np.int64) > np.arange(count, dtype=np.int64), "shard number out of range"),
             (records["offset"] > np.uint64(1 << 62), "offset out of range"),
             (records["nbytes"] > np.uint64(1 << 40), "size out of range"),
             (records["meta_offset"] > np.uint64(1 << 62), "metadata offset out of range"),
