@@ -74,6 +74,22 @@ def test_gather_more_items_than_one_launch_takes(device):
     assert torch.equal(out, expected)
 
 
+@pytest.mark.cuda
+def test_cuda_gather_does_not_wait_for_the_stream():
+    # The loader queues each batch's gather behind the previous batch's work on its stream; the
+    # call must only enqueue (items go up through pinned memory), never wait for that work.
+    sources, items, size = random_case(6)
+    sources = [s.cuda() for s in sources]
+    out = torch.zeros(size, dtype=torch.uint8, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(2_000_000_000)  # about a second of GPU clock cycles
+        ops.gather_images(sources, items, out)
+        assert not stream.query(), "gather_images waited for earlier work on its stream"
+    stream.synchronize()
+    assert torch.equal(out.cpu(), by_hand([s.cpu() for s in sources], items, size))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_gather_opcheck(device):
     sources, items, size = random_case(4)

@@ -19,7 +19,12 @@ void gather_images_cuda_op(at::TensorList sources, const at::Tensor& items, cons
   GatherSources ptrs{};
   for (size_t s = 0; s < sources.size(); ++s) ptrs.ptr[s] = sources[s].const_data_ptr<uint8_t>();
   const int64_t max_nbytes = items_c.select(1, 2).max().item<int64_t>();
-  const at::Tensor items_dev = items_c.to(out.device());
+  // Up through pinned memory, asynchronously on the current stream: a blocking copy would wait
+  // for all earlier work on the stream (the loader's previous batch) on every call. The caching
+  // host allocator keeps the pinned block until the copy has run.
+  at::Tensor items_pinned = at::empty(items_c.sizes(), items_c.options().pinned_memory(true));
+  items_pinned.copy_(items_c);
+  const at::Tensor items_dev = items_pinned.to(out.device(), /*non_blocking=*/true);
   const auto* dev_items = reinterpret_cast<const GatherItem*>(items_dev.const_data_ptr<int64_t>());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
   constexpr int64_t kMaxItemsPerLaunch = 65535;  // grid.y
