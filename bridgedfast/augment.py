@@ -440,5 +440,5 @@ class Mixup:
             boxes = torch.cat([boxes, boxes.flip(0)])
             lam = torch.cat([lam, lam.flip(0)])
         mixed = ops.mix_images(x, img_lam, boxes.to(torch.int32), out=self._output(x, out))
-        lam_t = lam.to(device=x.device, dtype=x.dtype).unsqueeze(1)
+        lam_t = ops._to_device_async(lam.to(x.dtype), x.device).unsqueeze(1)
         return mixed, mixup_target(target, self.num_classes, lam_t, self.label_smoothing, self.multi_label)

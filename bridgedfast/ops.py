@@ -24,6 +24,15 @@ def _use_kernel(op: str, device: torch.device) -> bool:
     return False
 
 
+def _to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """t on `device`. A small host tensor goes to a GPU through pinned memory, so the copy is only
+    enqueued: a copy from pageable memory, even with non_blocking=True, may hold the host until
+    the stream has finished all earlier work (e.g. the previous training step)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
     """The layout the image ops keep: channels_last when x is dense that way and not NCHW."""
     return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -82,8 +91,8 @@ def mix_images(
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"mix_images: x must be a [N, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
-    lam = torch.as_tensor(lam, dtype=torch.float32).to(x.device, non_blocking=True)
-    boxes = torch.as_tensor(boxes, dtype=torch.int32).to(x.device, non_blocking=True)
+    lam = _to_device_async(torch.as_tensor(lam, dtype=torch.float32), x.device)
+    boxes = _to_device_async(torch.as_tensor(boxes, dtype=torch.int32), x.device)
     if out is not None:
         _check_out(out, "mix_images", tuple(x.shape), x.dtype, x.device, _is_channels_last(x), x)
     if _use_kernel("mix_images", x.device):

@@ -257,6 +257,25 @@ def test_mixup_same_on_every_device(device):
     torch.testing.assert_close(dev[1].cpu(), cpu[1], rtol=0, atol=1e-7)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+def test_cuda_mixup_only_enqueues(mode):
+    # Mixup runs in the training loop: uploading its host-drawn parameters must not hold the host
+    # until the GPU has finished the previous step (a copy from pageable memory may do that).
+    x = torch.rand(8, 3, 10, 12, device="cuda")
+    target = torch.arange(8, device="cuda") % 4
+    mixup = Mixup(mixup_alpha=0.5, cutmix_alpha=1.0, prob=1.0, mode=mode, num_classes=4, seed=2)
+    torch.cuda.synchronize()
+    stream = torch.cuda.current_stream()
+    torch.cuda._sleep(2_000_000_000)  # about a second of GPU clock cycles
+    mixed, soft = mixup(x, target)
+    assert not stream.query(), "Mixup waited for earlier GPU work"
+    torch.cuda.synchronize()
+    want = Mixup(mixup_alpha=0.5, cutmix_alpha=1.0, prob=1.0, mode=mode, num_classes=4, seed=2)(x.cpu(), target.cpu())
+    torch.testing.assert_close(mixed.cpu(), want[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(soft.cpu(), want[1], rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "kwargs, x, target, match",
     [

@@ -239,6 +239,20 @@ def test_cpu_output_bits_do_not_depend_on_thread_count():
         assert torch.equal(out, outs[0])
 
 
+@pytest.mark.cuda
+def test_cuda_augment_only_enqueues():
+    # The per-image table goes up through pinned memory: the call never waits for earlier work.
+    images, boxes, flip = random_case(seed=8, n=12)
+    packed = PackedImages.from_images(images).to("cuda")
+    torch.cuda.synchronize()
+    stream = torch.cuda.current_stream()
+    torch.cuda._sleep(2_000_000_000)  # about a second of GPU clock cycles
+    out = ops.resized_crop(packed, boxes, (20, 24), flip=flip, mean=MEAN, std=STD)
+    assert not stream.query(), "resized_crop waited for earlier GPU work"
+    want = ops.resized_crop(images, boxes, (20, 24), flip=flip, mean=MEAN, std=STD)
+    assert (out.cpu() - want).abs().max().item() <= 1e-4
+
+
 IMG = [torch.zeros(10, 12, 3, dtype=torch.uint8), torch.zeros(8, 8, 3, dtype=torch.uint8)]
 BOXES = [[0, 0, 10, 12], [0, 0, 8, 8]]
 

@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..ops import _to_device_async
 from ..packed import PackedImages
 from .buffers import BufferPool
 from .format import ENCODINGS, StoreCorruptError, shard_name
@@ -278,8 +279,8 @@ class MixedLoader:
                     packed = packed.to(self.device, non_blocking=True)
                     event.record(self._stream)  # the host buffer may be reused once this copy is done
                 images = self.augment(packed, generator)
-                targets_t = targets_t.to(self.device, non_blocking=True)
-                is_syn_t = is_syn_t.to(self.device, non_blocking=True)
+                targets_t = _to_device_async(targets_t, self.device)
+                is_syn_t = _to_device_async(is_syn_t, self.device)
                 ready = torch.cuda.Event()
                 ready.record(self._stream)
             return images, targets_t, is_syn_t, ready
