@@ -264,6 +264,7 @@ def test_cuda_mixup_only_enqueues(mode):
     # until the GPU has finished the previous step (a copy from pageable memory may do that).
     x = torch.rand(8, 3, 10, 12, device="cuda")
     target = torch.arange(8, device="cuda") % 4
+    Mixup(mixup_alpha=0.5, cutmix_alpha=1.0, prob=1.0, mode=mode, num_classes=4, seed=2)(x, target)  # warm-up
     mixup = Mixup(mixup_alpha=0.5, cutmix_alpha=1.0, prob=1.0, mode=mode, num_classes=4, seed=2)
     torch.cuda.synchronize()
     stream = torch.cuda.current_stream()

@@ -83,6 +83,8 @@ def test_cuda_gather_does_not_wait_for_the_stream():
     out = torch.zeros(size, dtype=torch.uint8, device="cuda")
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):
+        ops.gather_images(sources, items, out)  # warm-up: pinned blocks cached, kernels loaded
+        stream.synchronize()
         torch.cuda._sleep(2_000_000_000)  # about a second of GPU clock cycles
         ops.gather_images(sources, items, out)
         assert not stream.query(), "gather_images waited for earlier work on its stream"

@@ -244,6 +244,7 @@ def test_cuda_augment_only_enqueues():
     # The per-image table goes up through pinned memory: the call never waits for earlier work.
     images, boxes, flip = random_case(seed=8, n=12)
     packed = PackedImages.from_images(images).to("cuda")
+    ops.resized_crop(packed, boxes, (20, 24), flip=flip, mean=MEAN, std=STD)  # warm-up
     torch.cuda.synchronize()
     stream = torch.cuda.current_stream()
     torch.cuda._sleep(2_000_000_000)  # about a second of GPU clock cycles
