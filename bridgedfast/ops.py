@@ -28,7 +28,7 @@ def _to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """t on `device`. A small host tensor goes to a GPU through pinned memory, so the copy is only
     enqueued: a copy from pageable memory, even with non_blocking=True, may hold the host until
     the stream has finished all earlier work (e.g. the previous training step)."""
-    if device.type == "cuda" and t.device.type == "cpu":
+    if device.type == "cuda" and t.device.type == "cpu" and not torch.compiler.is_compiling():
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
 
