@@ -93,6 +93,19 @@ def test_mix_images_opcheck(device):
     torch.library.opcheck(torch.ops.bridgedfast.mix_images.default, (x, lam, boxes))
 
 
+@pytest.mark.cuda
+def test_mix_images_cpu_batch_with_gpu_parameters():
+    # lam/boxes on the GPU for a CPU batch come down with a finished (blocking) copy: a
+    # non_blocking one would land in pinned memory after the CPU kernel had already read it.
+    x = torch.rand(4, 3, 8, 6)
+    lam = torch.tensor([0.2, 0.4, 1.0, 0.9])
+    boxes = torch.tensor([[0, 0, 0, 0], [1, 5, 2, 4], [0, 8, 0, 6], [0, 0, 0, 0]], dtype=torch.int32)
+    want = ops.mix_images(x, lam, boxes)
+    lam_gpu, boxes_gpu = lam.cuda(), boxes.cuda()
+    torch.cuda._sleep(500_000_000)  # the copies queue behind this
+    torch.testing.assert_close(ops.mix_images(x, lam_gpu, boxes_gpu), want)
+
+
 def test_mix_images_under_torch_compile():
     x = torch.rand(4, 3, 8, 6)
     lam = torch.tensor([0.2, 0.4, 1.0, 0.9])
