@@ -37,6 +37,7 @@ def registered_ops() -> dict[str, list[str]]:
     return ops
 
 
+@torch.compiler.assume_constant_result  # fixed once the library is loaded: lets torch.compile trace the wrappers
 def has_kernel(op: str, device_type: str) -> bool:
     """Whether `bridgedfast::op` has a compiled kernel for `device_type` ('cpu' or 'cuda')."""
     if _C is None:

@@ -112,6 +112,9 @@ def test_mix_images_under_torch_compile():
     boxes = torch.zeros(4, 4, dtype=torch.int32)
     compiled = torch.compile(lambda a: torch.ops.bridgedfast.mix_images.default(a * 2, lam, boxes), fullgraph=True)
     torch.testing.assert_close(compiled(x), ops.mix_images(x * 2, lam, boxes))
+    # The typed wrapper (kernel lookup included) traces too.
+    wrapped = torch.compile(lambda a: ops.mix_images(a * 2, lam, boxes), fullgraph=True)
+    torch.testing.assert_close(wrapped(x), ops.mix_images(x * 2, lam, boxes))
 
 
 @pytest.mark.parametrize(
