@@ -198,3 +198,31 @@ def test_bench_runs_scripts_and_writes_summary(tmp_path):
 def test_bench_rejects_unknown_benchmark(capsys):
     assert cli_main(["bench", "--only", "nonsense"]) == 2
     assert "unknown benchmark(s) nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lost", [["real-test"], ["real-train", "real-test"]])
+def test_split_of_real_data_resumes_after_a_kill(tmp_path, lost):
+    """Without `data.test` the real images are packed into data/real-all and split: a kill -9
+    after the pack (or between the two split outputs), before the step is recorded as done,
+    must resume and give the same stores."""
+    import shutil
+
+    from bridgedfast.data import ImageStore
+    from bridgedfast.experiment.runner import ExperimentRunner
+    from bridgedfast.testing import image_folder
+
+    image_folder(tmp_path / "photos", {"ant": 5, "bee": 6})
+    raw = {"out": "run", "data": {"real": "photos", "test_fraction": 0.4}, "training": {"modes": ["vanilla"]}}
+
+    def prepare() -> tuple[list, list]:
+        runner = ExperimentRunner(parse_experiment(raw, base=tmp_path), progress=False, log=lambda _: None)
+        _, train, test = runner.prepare_real()
+        return [[(int(s.labels[i]), s.image(i).numpy().tobytes()) for i in range(len(s))]
+                for s in (ImageStore(train), ImageStore(test))]
+
+    reference = prepare()
+    data = tmp_path / "run" / "data"
+    for name in lost:  # what the kill left unwritten
+        shutil.rmtree(data / name)
+    (tmp_path / "run" / ".steps" / "data.done.json").unlink()
+    assert prepare() == reference

@@ -27,8 +27,11 @@ def is_store(path: str | Path) -> bool:
 
 
 def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: float, seed: int) -> None:
-    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair."""
-    from ..data import ImageStoreWriter
+    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair.
+
+    Each output is written under a temporary name and renamed when complete, so one that exists
+    is a finished split of an earlier, interrupted call with the same arguments: it is kept."""
+    from ..data import ImageStore, ImageStoreWriter
     from ..data.format import ENCODING_NAMES
 
     labels = src.labels
@@ -45,6 +48,10 @@ def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: flo
         train_idx += sorted(idx[n_test:])
     records = src.records
     for out, indices in ((train_out, train_idx), (test_out, test_idx)):
+        if out.exists():
+            if len(ImageStore(out)) != len(indices):
+                raise ValueError(f"{out} holds {len(ImageStore(out))} images, the split {len(indices)}: delete it to redo the split")
+            continue
         tmp = out.with_name(out.name + ".partial")
         if tmp.exists():
             import shutil
@@ -92,7 +99,13 @@ class ExperimentRunner:
             data_dir.mkdir(parents=True, exist_ok=True)
             opts = dict(max_side=d.max_side, encoding=d.encoding, progress=self.progress)
             if d.test is None:
-                full = ImageStore(d.real) if is_store(d.real) else pack(d.real, data_dir / "real-all", **opts)
+                packed = data_dir / "real-all"
+                if is_store(d.real):
+                    full = ImageStore(d.real)
+                elif packed.exists():  # packed by an interrupted run (pack renames a finished store into place)
+                    full = ImageStore(packed)
+                else:
+                    full = pack(d.real, packed, **opts)
                 split_store(full, train, test, test_fraction=d.test_fraction, seed=d.split_seed)
             else:
                 for src, dst in ((d.real, train), (d.test, test)):
