@@ -320,6 +320,21 @@ def test_onnx_check_catches_a_wrong_export(gen, tmp_path):
         check_onnx_export(gen.pipe.unet, path, latent_height=8, latent_width=8, batches=(1,))
 
 
+def test_tensorrt_backend_never_picks_xformers_attention(monkeypatch):
+    """The tensorrt backend exports the UNet to ONNX from an fp32 CPU copy: with xformers
+    installed on a GPU machine, 'auto' attention must still be SDPA for it."""
+    from bridgedfast import backends
+
+    monkeypatch.setattr(backends, "is_available", lambda name: True)
+    monkeypatch.setattr(backends, "require", lambda name, purpose="": None)
+    gen = Generator.__new__(Generator)  # attention is resolved before any model is loaded
+    gen.device = torch.device("cuda", 0)
+    assert gen._resolve_attention("auto", "eager") == "xformers"
+    assert gen._resolve_attention("auto", "tensorrt") == "sdpa"
+    with pytest.raises(ValueError, match="tensorrt backend"):
+        gen._resolve_attention("xformers", "tensorrt")
+
+
 @pytest.mark.skipif(is_available("tensorrt"), reason="tensorrt is installed")
 def test_missing_tensorrt_says_how_to_install(tiny_sd):
     with pytest.raises(BackendUnavailable, match="pip install"):
