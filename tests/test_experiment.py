@@ -226,3 +226,15 @@ def test_split_of_real_data_resumes_after_a_kill(tmp_path, lost):
         shutil.rmtree(data / name)
     (tmp_path / "run" / ".steps" / "data.done.json").unlink()
     assert prepare() == reference
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "gpu"], "--device 'gpu'"),
+    (["--threads", "0"], "--threads"),
+])
+def test_bench_rejects_bad_device_and_threads_before_running_anything(tmp_path, capsys, argv, message):
+    results = tmp_path / "results"
+    assert cli_main(["bench", "--only", "invert", "--quick", "--results-dir", str(results), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) <= 2
+    assert not results.exists()
