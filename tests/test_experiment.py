@@ -139,6 +139,16 @@ def test_changing_generation_reruns_what_depends_on_it(demo_out):
         (lambda r: r["training"].update(options={"seed": 3}), "set it as training.seed"),
         (lambda r: r["training"].update(options={"train_scale": [0.5]}), "training.options.train_scale must be"),
         (lambda r: r["generation"].update(model="./models/sd15"), "generation.model: './models/sd15' is neither"),
+        # Refused by a step only when it starts (training after generation): checked up front too.
+        (lambda r: r["training"].update(model="resnet-50"), "training.model: unknown timm model 'resnet-50'"),
+        (lambda r: r["generation"].update(scheduler="dpm++"), "generation.scheduler: unknown scheduler 'dpm++'"),
+        (lambda r: r["generation"].update(device="gpu"), "generation.device: unknown device 'gpu'"),
+        (lambda r: r["training"].update(device="cuda:99" if torch.cuda.is_available() else "cuda"), "training.device"),
+        (lambda r: r["generation"].update(height=500), "generation.height must be a multiple of 8"),
+        (lambda r: r["style"].update(token="dataset style"), "style.token must be"),
+        (lambda r: r["training"].update(options={"stage2": {"lr": -1.0}}), "training (vanilla): stage2-lr must be >= 0"),
+        (lambda r: r["training"].update(batch_size=63, options={"stage1": {"mixup_alpha": 0.5}}),
+         "stage1 uses Mixup/CutMix, which needs an even batch size"),
     ],
 )
 def test_bad_yaml_is_refused_before_any_work(tmp_path, mutate, message, capsys):

@@ -224,28 +224,12 @@ class ExperimentRunner:
         return runs
 
     def _train_one(self, mode, shots, seed, data_key, gen_key, train, test, synthetic) -> Path:
-        from ..transfer import TrainConfig, train as run_training
+        from ..transfer import train as run_training
 
-        t = self.exp.training
         name = f"{mode}-{'all' if shots is None else f'{shots}shot'}-seed{seed}"
         out = self.out / "train" / name
-        cfg_kwargs: dict[str, Any] = dict(
-            model=t.model, real_train=str(train), real_test=str(test), out=str(out), mode=mode,
-            synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
-            device=t.device, seed=seed, progress=self.progress,
-        )
-        for key in ("batch_size", "lr", "image_size", "workers"):
-            if getattr(t, key) is not None:
-                cfg_kwargs[key] = getattr(t, key)
-        if t.epochs is not None:
-            cfg_kwargs["epochs"] = t.epochs
-        if mode == "mixed" and t.synthetic_fraction is not None:
-            cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
-        cfg_kwargs.update(copy.deepcopy(t.options))
-        config = TrainConfig(**cfg_kwargs)
-        for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
-            if epochs is not None:
-                getattr(config, stage).epochs = epochs
+        config = train_config(self.exp, mode, shots, seed, real_train=train, real_test=test, synthetic=synthetic,
+                              out=out, progress=self.progress)
         payload = {
             "data": data_key, "synthetic": None if mode == "vanilla" else gen_key,
             "config": {k: v for k, v in _jsonable(config).items() if k not in ("out", "device", "workers", "progress")},
@@ -276,6 +260,32 @@ class ExperimentRunner:
                 if path.is_file():
                     timings[name] = json.loads(path.read_text()).get("result")
         return timings
+
+
+def train_config(exp: Experiment, mode: str, shots: int | None, seed: int, *, real_train: str | Path,
+                 real_test: str | Path, synthetic: str | Path | None, out: str | Path, progress: bool = True):
+    """The `bridgedfast.transfer.TrainConfig` of one training run of the experiment."""
+    from ..transfer import TrainConfig
+
+    t = exp.training
+    cfg_kwargs: dict[str, Any] = dict(
+        model=t.model, real_train=str(real_train), real_test=str(real_test), out=str(out), mode=mode,
+        synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
+        device=t.device, seed=seed, progress=progress,
+    )
+    for key in ("batch_size", "lr", "image_size", "workers"):
+        if getattr(t, key) is not None:
+            cfg_kwargs[key] = getattr(t, key)
+    if t.epochs is not None:
+        cfg_kwargs["epochs"] = t.epochs
+    if mode == "mixed" and t.synthetic_fraction is not None:
+        cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
+    cfg_kwargs.update(copy.deepcopy(t.options))
+    config = TrainConfig(**cfg_kwargs)
+    for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
+        if epochs is not None:
+            getattr(config, stage).epochs = epochs
+    return config
 
 
 def _report_dict(report: Any) -> dict:
