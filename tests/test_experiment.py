@@ -248,3 +248,9 @@ def test_bench_rejects_bad_device_and_threads_before_running_anything(tmp_path, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) <= 2
     assert not results.exists()
+
+
+def test_demo_with_a_bad_device_writes_nothing(tmp_path, capsys):
+    assert cli_main(["demo", "--device", "gpu", "--out", str(tmp_path / "demo"), "--no-progress"]) == 2
+    assert "--device 'gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
