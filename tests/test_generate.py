@@ -168,6 +168,15 @@ def test_changed_configuration_is_refused(gen, tmp_path, change, key):
         gen.generate(out=tmp_path / "out", batch_size=4, progress=False, **{**args, **change})
 
 
+def test_changed_jpeg_quality_is_refused(gen, tmp_path):
+    """The JPEG quality decides the stored bytes: resuming with another one would mix qualities."""
+    args = dict(classes=["cat"], per_class=2, steps=2, height=SIZE, width=SIZE, encoding="jpeg", progress=False)
+    gen.generate(out=tmp_path / "out", quality=90, **args)
+    gen.generate(out=tmp_path / "out", quality=90, **args)  # the same command: a no-op
+    with pytest.raises(ValueError, match="quality"):
+        gen.generate(out=tmp_path / "out", quality=50, **args)
+
+
 def test_changed_scheduler_or_model_is_refused(tiny_sd, gen, tmp_path):
     gen.generate(["cat"], 1, tmp_path / "out", steps=2, height=SIZE, width=SIZE, progress=False)
     with pytest.raises(ValueError, match="scheduler.class"):

@@ -282,7 +282,7 @@ class Generator:
         if sty is not None:
             load_style(self.pipe, sty)
         run = self._prepare_run(names, template, sty, negative_prompt, guidance_scale, steps, height, width, seed, size)
-        config = self._config(names, per_class, template, sty, run, encoding)
+        config = self._config(names, per_class, template, sty, run, encoding, quality)
 
         # Rank 0 checks `out` against the configuration before anything is created.
         prior = ctx.main_decides(lambda: self._check_out(out, config))
@@ -381,9 +381,9 @@ class Generator:
                     negative_prompt, tcond)
 
     def _config(self, names: list[str], per_class: int, template: str, style: Style | None, run: _Run,
-                encoding: str) -> dict[str, Any]:
+                encoding: str, quality: int = 95) -> dict[str, Any]:
         """What decides the images: a different value against an existing output is refused."""
-        return {
+        config = {
             "format": FORMAT,
             "model_fingerprint": self.fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
@@ -401,6 +401,9 @@ class Generator:
             "store_size": None if run.store_size is None else list(run.store_size),
             "encoding": encoding,
         }
+        if encoding == "jpeg":  # the stored bytes depend on it (raw outputs keep their original keys)
+            config["quality"] = quality
+        return config
 
     def _manifest(self, config: dict, batch: int, ctx: RankContext, *, status: str, previous: dict | None,
                   report: GenerationReport | None = None) -> dict[str, Any]:
