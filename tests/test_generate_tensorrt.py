@@ -239,3 +239,21 @@ def test_concurrent_ranks_export_and_build_the_engine_once(standin_tensorrt, une
     assert not errors
     assert len(exports) == 1 and len(_Recorder.builds) == 1
     assert all(r.context is not None for r in runners)
+
+
+def test_everything_the_backend_needs_is_checked_up_front_and_in_the_extra(standin_tensorrt, unet, tmp_path, monkeypatch):
+    """The engine build exports with onnx and checks the export on onnxruntime: both must be
+    there before any output is created, and `pip install 'bridgedfast[tensorrt]'` installs them."""
+    from pathlib import Path
+
+    from bridgedfast.generate.backends.tensorrt import TensorRTUNet
+
+    tomllib = pytest.importorskip("tomllib")
+
+    extra = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extra["project"]["optional-dependencies"]["tensorrt"]}
+    assert {"tensorrt", "onnx", "onnxruntime"} <= names
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    backends.probe.cache_clear()
+    with pytest.raises(backends.BackendUnavailable, match="onnxruntime"):
+        TensorRTUNet(unet, device=torch.device("cpu"), fingerprint="f00d", cache_dir=tmp_path)

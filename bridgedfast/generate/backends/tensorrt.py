@@ -96,6 +96,7 @@ class TensorRTUNet:
 
         self.trt = require("tensorrt", "the tensorrt generation backend")
         require("onnx", "exporting the UNet for TensorRT")
+        require("onnxruntime", "checking the UNet's ONNX export before the TensorRT build")
         self.unet = unet
         self.device = device
         self.fingerprint = fingerprint
