@@ -246,6 +246,8 @@ def _check_values(exp: Experiment, base: Path) -> None:
     positive("style.lr", exp.style.lr)
     for key in ("epochs", "stage1_epochs", "stage2_epochs", "batch_size", "image_size", "lr"):
         positive(f"training.{key}", getattr(exp.training, key))
+    for key in ("samples_per_class", "max_classes"):
+        positive(f"report.{key}", getattr(exp.report, key))
     if not exp.training.modes:
         raise ExperimentError("training.modes must list at least one of " + ", ".join(MODES))
     if not exp.training.seeds:
