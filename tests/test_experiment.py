@@ -145,6 +145,7 @@ def test_changing_generation_reruns_what_depends_on_it(demo_out):
         (lambda r: r["generation"].update(device="gpu"), "generation.device: unknown device 'gpu'"),
         (lambda r: r["training"].update(device="tpu"), "training.device: unknown device 'tpu'"),
         (lambda r: r.update(report={"samples_per_class": 0}), "report.samples_per_class must be positive"),
+        (lambda r: r["training"].update(model="coatnet_0_224"), "training.pretrained: timm has no pretrained weights"),
         (lambda r: r["generation"].update(height=500), "generation.height must be a multiple of 8"),
         (lambda r: r["style"].update(token="dataset style"), "style.token must be"),
         (lambda r: r["training"].update(options={"stage2": {"lr": -1.0}}), "training (vanilla): stage2-lr must be >= 0"),

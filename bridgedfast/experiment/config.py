@@ -299,6 +299,9 @@ def _check_late_failures(exp: Experiment, needs_synthetic: bool) -> None:
         from ..transfer.models import _unknown_model
 
         raise ExperimentError(f"training.model: {_unknown_model(exp.training.model)}")
+    if exp.training.pretrained == "timm" and not timm.is_model_pretrained(exp.training.model):
+        raise ExperimentError(f"training.pretrained: timm has no pretrained weights for {exp.training.model!r}; "
+                              "use a weights file or 'none'")
     from .runner import train_config
 
     for mode in exp.training.modes:
