@@ -139,6 +139,18 @@ def test_changing_generation_reruns_what_depends_on_it(demo_out):
         (lambda r: r["training"].update(options={"seed": 3}), "set it as training.seed"),
         (lambda r: r["training"].update(options={"train_scale": [0.5]}), "training.options.train_scale must be"),
         (lambda r: r["generation"].update(model="./models/sd15"), "generation.model: './models/sd15' is neither"),
+        # Refused by a step only when it starts (training after generation): checked up front too.
+        (lambda r: r["training"].update(model="resnet-50"), "training.model: unknown timm model 'resnet-50'"),
+        (lambda r: r["generation"].update(scheduler="dpm++"), "generation.scheduler: unknown scheduler 'dpm++'"),
+        (lambda r: r["generation"].update(device="gpu"), "generation.device: unknown device 'gpu'"),
+        (lambda r: r["training"].update(device="tpu"), "training.device: unknown device 'tpu'"),
+        (lambda r: r.update(report={"samples_per_class": 0}), "report.samples_per_class must be positive"),
+        (lambda r: r["training"].update(model="coatnet_0_224"), "training.pretrained: timm has no pretrained weights"),
+        (lambda r: r["generation"].update(height=500), "generation.height must be a multiple of 8"),
+        (lambda r: r["style"].update(token="dataset style"), "style.token must be"),
+        (lambda r: r["training"].update(options={"stage2": {"lr": -1.0}}), "training (vanilla): stage2-lr must be >= 0"),
+        (lambda r: r["training"].update(batch_size=63, options={"stage1": {"mixup_alpha": 0.5}}),
+         "stage1 uses Mixup/CutMix, which needs an even batch size"),
     ],
 )
 def test_bad_yaml_is_refused_before_any_work(tmp_path, mutate, message, capsys):
@@ -198,3 +210,49 @@ def test_bench_runs_scripts_and_writes_summary(tmp_path):
 def test_bench_rejects_unknown_benchmark(capsys):
     assert cli_main(["bench", "--only", "nonsense"]) == 2
     assert "unknown benchmark(s) nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lost", [["real-test"], ["real-train", "real-test"]])
+def test_split_of_real_data_resumes_after_a_kill(tmp_path, lost):
+    """Without `data.test` the real images are packed into data/real-all and split: a kill -9
+    after the pack (or between the two split outputs), before the step is recorded as done,
+    must resume and give the same stores."""
+    import shutil
+
+    from bridgedfast.data import ImageStore
+    from bridgedfast.experiment.runner import ExperimentRunner
+    from bridgedfast.testing import image_folder
+
+    image_folder(tmp_path / "photos", {"ant": 5, "bee": 6})
+    raw = {"out": "run", "data": {"real": "photos", "test_fraction": 0.4}, "training": {"modes": ["vanilla"]}}
+
+    def prepare() -> tuple[list, list]:
+        runner = ExperimentRunner(parse_experiment(raw, base=tmp_path), progress=False, log=lambda _: None)
+        _, train, test = runner.prepare_real()
+        return [[(int(s.labels[i]), s.image(i).numpy().tobytes()) for i in range(len(s))]
+                for s in (ImageStore(train), ImageStore(test))]
+
+    reference = prepare()
+    data = tmp_path / "run" / "data"
+    for name in lost:  # what the kill left unwritten
+        shutil.rmtree(data / name)
+    (tmp_path / "run" / ".steps" / "data.done.json").unlink()
+    assert prepare() == reference
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "gpu"], "--device 'gpu'"),
+    (["--threads", "0"], "--threads"),
+])
+def test_bench_rejects_bad_device_and_threads_before_running_anything(tmp_path, capsys, argv, message):
+    results = tmp_path / "results"
+    assert cli_main(["bench", "--only", "invert", "--quick", "--results-dir", str(results), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) <= 2
+    assert not results.exists()
+
+
+def test_demo_with_a_bad_device_writes_nothing(tmp_path, capsys):
+    assert cli_main(["demo", "--device", "gpu", "--out", str(tmp_path / "demo"), "--no-progress"]) == 2
+    assert "--device 'gpu'" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()

@@ -168,6 +168,15 @@ def test_changed_configuration_is_refused(gen, tmp_path, change, key):
         gen.generate(out=tmp_path / "out", batch_size=4, progress=False, **{**args, **change})
 
 
+def test_changed_jpeg_quality_is_refused(gen, tmp_path):
+    """The JPEG quality decides the stored bytes: resuming with another one would mix qualities."""
+    args = dict(classes=["cat"], per_class=2, steps=2, height=SIZE, width=SIZE, encoding="jpeg", progress=False)
+    gen.generate(out=tmp_path / "out", quality=90, **args)
+    gen.generate(out=tmp_path / "out", quality=90, **args)  # the same command: a no-op
+    with pytest.raises(ValueError, match="quality"):
+        gen.generate(out=tmp_path / "out", quality=50, **args)
+
+
 def test_changed_scheduler_or_model_is_refused(tiny_sd, gen, tmp_path):
     gen.generate(["cat"], 1, tmp_path / "out", steps=2, height=SIZE, width=SIZE, progress=False)
     with pytest.raises(ValueError, match="scheduler.class"):
@@ -318,6 +327,21 @@ def test_onnx_check_catches_a_wrong_export(gen, tmp_path):
     path = export_unet_onnx(other, tmp_path / "unet.onnx", latent_height=8, latent_width=8)
     with pytest.raises(RuntimeError, match="does not match"):
         check_onnx_export(gen.pipe.unet, path, latent_height=8, latent_width=8, batches=(1,))
+
+
+def test_tensorrt_backend_never_picks_xformers_attention(monkeypatch):
+    """The tensorrt backend exports the UNet to ONNX from an fp32 CPU copy: with xformers
+    installed on a GPU machine, 'auto' attention must still be SDPA for it."""
+    from bridgedfast import backends
+
+    monkeypatch.setattr(backends, "is_available", lambda name: True)
+    monkeypatch.setattr(backends, "require", lambda name, purpose="": None)
+    gen = Generator.__new__(Generator)  # attention is resolved before any model is loaded
+    gen.device = torch.device("cuda", 0)
+    assert gen._resolve_attention("auto", "eager") == "xformers"
+    assert gen._resolve_attention("auto", "tensorrt") == "sdpa"
+    with pytest.raises(ValueError, match="tensorrt backend"):
+        gen._resolve_attention("xformers", "tensorrt")
 
 
 @pytest.mark.skipif(is_available("tensorrt"), reason="tensorrt is installed")

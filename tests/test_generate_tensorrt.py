@@ -202,3 +202,58 @@ def test_engine_is_built_with_a_dynamic_batch_fp16_profile_cached_and_bound_to_t
     again.prepare(8, 16, 16, 77)
     assert len(_Recorder.builds) == 3
     assert len(list((tmp_path / "tensorrt").glob("unet-*.plan"))) == 3
+
+
+def test_concurrent_ranks_export_and_build_the_engine_once(standin_tensorrt, unet, tmp_path, monkeypatch):
+    """torchrun ranks share the engine cache: while one exports the ONNX graph and builds the
+    engine, the others wait and then load that engine, instead of rewriting the same ONNX files."""
+    import threading
+    import time
+
+    from bridgedfast.generate.backends import tensorrt as trt_backend
+
+    exports = []
+    real_export = trt_backend.export_unet_onnx
+
+    def slow_export(*args, **kwargs):
+        exports.append(threading.get_ident())
+        time.sleep(0.5)  # a real SD UNet export takes minutes
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(trt_backend, "export_unet_onnx", slow_export)
+    runners = [trt_backend.TensorRTUNet(unet, device=torch.device("cpu"), fingerprint="f00d", cache_dir=tmp_path)
+               for _ in range(2)]
+    errors = []
+
+    def prepare(runner):
+        try:
+            runner.prepare(4, 8, 8, 77)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare, args=(r,)) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(exports) == 1 and len(_Recorder.builds) == 1
+    assert all(r.context is not None for r in runners)
+
+
+def test_everything_the_backend_needs_is_checked_up_front_and_in_the_extra(standin_tensorrt, unet, tmp_path, monkeypatch):
+    """The engine build exports with onnx and checks the export on onnxruntime: both must be
+    there before any output is created, and `pip install 'bridgedfast[tensorrt]'` installs them."""
+    from pathlib import Path
+
+    from bridgedfast.generate.backends.tensorrt import TensorRTUNet
+
+    tomllib = pytest.importorskip("tomllib")
+
+    extra = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extra["project"]["optional-dependencies"]["tensorrt"]}
+    assert {"tensorrt", "onnx", "onnxruntime"} <= names
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    backends.probe.cache_clear()
+    with pytest.raises(backends.BackendUnavailable, match="onnxruntime"):
+        TensorRTUNet(unet, device=torch.device("cpu"), fingerprint="f00d", cache_dir=tmp_path)

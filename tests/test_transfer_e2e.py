@@ -292,6 +292,27 @@ def test_compare_prints_mean_and_std_over_seeds(tmp_path, capsys):
     assert cli_main(["train", "--compare", str(tmp_path / "nothing")]) == 2
 
 
+def test_compare_never_averages_runs_of_different_settings_as_seeds(tmp_path, capsys):
+    """Runs that differ in anything but the seed (here the synthetic store: with and without the
+    style token, the paper's ablation) are separate groups, not one mean +- std over 'seeds'."""
+    from bridgedfast.transfer import compare_runs
+
+    for name, synthetic, seed, top1 in (("dsi-s0", "/s/dsi", 0, 0.7), ("dsi-s1", "/s/dsi", 1, 0.8),
+                                        ("plain-s0", "/s/plain", 0, 0.5)):
+        run = tmp_path / name
+        run.mkdir()
+        config = {"model": "resnet18", "mode": "bridged++", "synthetic": synthetic, "seed": seed, "split_seed": seed,
+                  "out": str(run), "device": "cpu", "workers": None}
+        run.joinpath("results.json").write_text(json.dumps(
+            {"mode": "bridged++", "model": "resnet18", "shots": None, "seed": seed, "test_top1": top1, "test_top5": 1.0,
+             "leep": None, "config": config}))
+    _, groups = compare_runs([tmp_path])
+    assert sorted((g["runs"], g["seeds"], round(g["top1_mean"], 6)) for g in groups) == [(1, [0], 0.5), (2, [0, 1], 0.75)]
+    assert cli_main(["train", "--compare", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.split("\n\n")[1]
+    assert "75.00 +- 7.07" in table and "50.00 +- 0.00" in table
+
+
 @pytest.mark.parametrize("amp, expected", [("bf16", "bfloat16"), ("fp16", "float16")])
 def test_amp_and_channels_last_paths_run_on_cpu_too(stores, tmp_path, amp, expected):
     res = train(cfg(stores, tmp_path / "out", "bridged++", amp=amp, channels_last=True))

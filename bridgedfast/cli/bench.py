@@ -21,8 +21,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import re
+
+    from . import CLIError
     from ..benchrun import run_benchmarks
 
+    # Checked here: each script would otherwise fail on them one after the other.
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        raise CLIError(f"--device {args.device!r}: use cpu, cuda or cuda:N")
+    if args.threads < 1:
+        raise CLIError(f"--threads must be a positive integer, got {args.threads}")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {args.device!r}: no CUDA GPU is visible")
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     summary = run_benchmarks(
         device=args.device, threads=args.threads, only=only, quick=args.quick, benchmarks_dir=args.benchmarks_dir,

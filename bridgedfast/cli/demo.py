@@ -57,9 +57,15 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from . import CLIError
     from ..experiment import parse_experiment, run_experiment
+    from ..sd import resolve_device
     from ..testing import digits_dataset, tiny_stable_diffusion
 
+    try:  # before anything is written
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(f"--device {args.device!r}: {exc}") from None
     out = Path(args.out).resolve()
     (out / "inputs").mkdir(parents=True, exist_ok=True)
     print(f"demo: preparing inputs in {out / 'inputs'} (digits dataset, tiny Stable Diffusion)")

@@ -66,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="eager PyTorch; compile = torch.compile with CUDA graphs; tensorrt = fp16 TensorRT UNet engine "
                         "(cached under $BRIDGEDFAST_CACHE or ~/.cache/bridgedfast)")
     p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "xformers"],
-                   help="attention kernels: auto = xformers on CUDA when installed, else PyTorch SDPA")
+                   help="attention kernels: auto = xformers on CUDA when installed, else PyTorch SDPA "
+                        "(always SDPA with --backend tensorrt)")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="model precision: auto = fp16 on CUDA, fp32 on CPU")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: each rank's GPU)")

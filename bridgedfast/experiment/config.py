@@ -219,6 +219,8 @@ def _check_values(exp: Experiment, base: Path) -> None:
     for key, value in (("data.real", exp.data.real), ("data.test", exp.data.test)):
         if value is not None and not _resolve(value, base).exists():
             raise ExperimentError(f"{key}: {value!r} does not exist")
+    if exp.data.max_side is not None and exp.data.max_side <= 0:
+        raise ExperimentError(f"data.max_side must be positive, got {exp.data.max_side!r}")
     if exp.data.test is None and not 0 < exp.data.test_fraction < 1:
         raise ExperimentError(f"data.test_fraction must be between 0 and 1, got {exp.data.test_fraction!r}")
     for i, k in enumerate(exp.data.shots):
@@ -244,6 +246,8 @@ def _check_values(exp: Experiment, base: Path) -> None:
     positive("style.lr", exp.style.lr)
     for key in ("epochs", "stage1_epochs", "stage2_epochs", "batch_size", "image_size", "lr"):
         positive(f"training.{key}", getattr(exp.training, key))
+    for key in ("samples_per_class", "max_classes"):
+        positive(f"report.{key}", getattr(exp.report, key))
     if not exp.training.modes:
         raise ExperimentError("training.modes must list at least one of " + ", ".join(MODES))
     if not exp.training.seeds:
@@ -255,6 +259,58 @@ def _check_values(exp: Experiment, base: Path) -> None:
     pretrained = exp.training.pretrained
     if pretrained not in ("timm", "none") and not _resolve(pretrained, base).exists():
         raise ExperimentError(f"training.pretrained: {pretrained!r} is neither 'timm', 'none' nor an existing file")
+    _check_late_failures(exp, needs_synthetic)
+
+
+def _check_late_failures(exp: Experiment, needs_synthetic: bool) -> None:
+    """What the steps themselves would refuse only when they start, possibly hours in (after
+    style inversion and generation): checked here so that a typo fails before any work."""
+    from ..sd import resolve_device
+
+    g, s = exp.generation, exp.style
+    devices = [("training.device", exp.training.device)]
+    if needs_synthetic:
+        devices += [("generation.device", g.device)] + ([("style.device", s.device)] if s.enabled else [])
+        from ..generate.engine import _check_scheduler_name
+
+        try:
+            _check_scheduler_name(g.scheduler)
+        except ValueError as exc:
+            raise ExperimentError(f"generation.scheduler: {exc}") from None
+        for key in ("height", "width"):
+            if getattr(g, key) % 8:
+                raise ExperimentError(f"generation.{key} must be a multiple of 8, got {getattr(g, key)!r}")
+        if g.guidance_scale < 0:
+            raise ExperimentError(f"generation.guidance_scale must be >= 0, got {g.guidance_scale!r}")
+        if g.seed < 0:
+            raise ExperimentError(f"generation.seed must be >= 0, got {g.seed!r}")
+        if g.store_size is not None and g.store_size <= 0:
+            raise ExperimentError(f"generation.store_size must be positive, got {g.store_size!r}")
+        if s.enabled and (not s.token or any(c.isspace() for c in s.token)):
+            raise ExperimentError(f"style.token must be a non-empty string without spaces, got {s.token!r}")
+    for key, value in devices:
+        try:
+            resolve_device(value)
+        except ValueError as exc:
+            raise ExperimentError(f"{key}: {exc}") from None
+    import timm
+
+    if not timm.is_model(exp.training.model):
+        from ..transfer.models import _unknown_model
+
+        raise ExperimentError(f"training.model: {_unknown_model(exp.training.model)}")
+    if exp.training.pretrained == "timm" and not timm.is_model_pretrained(exp.training.model):
+        raise ExperimentError(f"training.pretrained: timm has no pretrained weights for {exp.training.model!r}; "
+                              "use a weights file or 'none'")
+    from .runner import train_config
+
+    for mode in exp.training.modes:
+        for shots in exp.data.shots:
+            try:
+                train_config(exp, mode, shots, exp.training.seeds[0], real_train="real-train", real_test="real-test",
+                             synthetic="synthetic", out="out").resolved()
+            except (ValueError, TypeError) as exc:
+                raise ExperimentError(f"training ({mode}): {exc}") from None
 
 
 def _resolve(path: str, base: Path) -> Path:

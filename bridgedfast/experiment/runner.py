@@ -27,8 +27,11 @@ def is_store(path: str | Path) -> bool:
 
 
 def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: float, seed: int) -> None:
-    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair."""
-    from ..data import ImageStoreWriter
+    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair.
+
+    Each output is written under a temporary name and renamed when complete, so one that exists
+    is a finished split of an earlier, interrupted call with the same arguments: it is kept."""
+    from ..data import ImageStore, ImageStoreWriter
     from ..data.format import ENCODING_NAMES
 
     labels = src.labels
@@ -45,6 +48,10 @@ def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: flo
         train_idx += sorted(idx[n_test:])
     records = src.records
     for out, indices in ((train_out, train_idx), (test_out, test_idx)):
+        if out.exists():
+            if len(ImageStore(out)) != len(indices):
+                raise ValueError(f"{out} holds {len(ImageStore(out))} images, the split {len(indices)}: delete it to redo the split")
+            continue
         tmp = out.with_name(out.name + ".partial")
         if tmp.exists():
             import shutil
@@ -92,7 +99,13 @@ class ExperimentRunner:
             data_dir.mkdir(parents=True, exist_ok=True)
             opts = dict(max_side=d.max_side, encoding=d.encoding, progress=self.progress)
             if d.test is None:
-                full = ImageStore(d.real) if is_store(d.real) else pack(d.real, data_dir / "real-all", **opts)
+                packed = data_dir / "real-all"
+                if is_store(d.real):
+                    full = ImageStore(d.real)
+                elif packed.exists():  # packed by an interrupted run (pack renames a finished store into place)
+                    full = ImageStore(packed)
+                else:
+                    full = pack(d.real, packed, **opts)
                 split_store(full, train, test, test_fraction=d.test_fraction, seed=d.split_seed)
             else:
                 for src, dst in ((d.real, train), (d.test, test)):
@@ -211,28 +224,12 @@ class ExperimentRunner:
         return runs
 
     def _train_one(self, mode, shots, seed, data_key, gen_key, train, test, synthetic) -> Path:
-        from ..transfer import TrainConfig, train as run_training
+        from ..transfer import train as run_training
 
-        t = self.exp.training
         name = f"{mode}-{'all' if shots is None else f'{shots}shot'}-seed{seed}"
         out = self.out / "train" / name
-        cfg_kwargs: dict[str, Any] = dict(
-            model=t.model, real_train=str(train), real_test=str(test), out=str(out), mode=mode,
-            synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
-            device=t.device, seed=seed, progress=self.progress,
-        )
-        for key in ("batch_size", "lr", "image_size", "workers"):
-            if getattr(t, key) is not None:
-                cfg_kwargs[key] = getattr(t, key)
-        if t.epochs is not None:
-            cfg_kwargs["epochs"] = t.epochs
-        if mode == "mixed" and t.synthetic_fraction is not None:
-            cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
-        cfg_kwargs.update(copy.deepcopy(t.options))
-        config = TrainConfig(**cfg_kwargs)
-        for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
-            if epochs is not None:
-                getattr(config, stage).epochs = epochs
+        config = train_config(self.exp, mode, shots, seed, real_train=train, real_test=test, synthetic=synthetic,
+                              out=out, progress=self.progress)
         payload = {
             "data": data_key, "synthetic": None if mode == "vanilla" else gen_key,
             "config": {k: v for k, v in _jsonable(config).items() if k not in ("out", "device", "workers", "progress")},
@@ -263,6 +260,32 @@ class ExperimentRunner:
                 if path.is_file():
                     timings[name] = json.loads(path.read_text()).get("result")
         return timings
+
+
+def train_config(exp: Experiment, mode: str, shots: int | None, seed: int, *, real_train: str | Path,
+                 real_test: str | Path, synthetic: str | Path | None, out: str | Path, progress: bool = True):
+    """The `bridgedfast.transfer.TrainConfig` of one training run of the experiment."""
+    from ..transfer import TrainConfig
+
+    t = exp.training
+    cfg_kwargs: dict[str, Any] = dict(
+        model=t.model, real_train=str(real_train), real_test=str(real_test), out=str(out), mode=mode,
+        synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
+        device=t.device, seed=seed, progress=progress,
+    )
+    for key in ("batch_size", "lr", "image_size", "workers"):
+        if getattr(t, key) is not None:
+            cfg_kwargs[key] = getattr(t, key)
+    if t.epochs is not None:
+        cfg_kwargs["epochs"] = t.epochs
+    if mode == "mixed" and t.synthetic_fraction is not None:
+        cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
+    cfg_kwargs.update(copy.deepcopy(t.options))
+    config = TrainConfig(**cfg_kwargs)
+    for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
+        if epochs is not None:
+            getattr(config, stage).epochs = epochs
+    return config
 
 
 def _report_dict(report: Any) -> dict:

@@ -124,7 +124,8 @@ class Generator:
 
     model: a `StableDiffusionPipeline`, a local diffusers folder or a hub id.
     backend: "eager" (PyTorch), "compile" (torch.compile, CUDA graphs on GPU) or "tensorrt".
-    attention: "auto" (xformers on CUDA when installed, else PyTorch SDPA), "sdpa" or "xformers".
+    attention: "auto" (xformers on CUDA when installed, else PyTorch SDPA; always SDPA for the
+      tensorrt backend), "sdpa" or "xformers".
     dtype: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
     scheduler: a name from `bridgedfast.generate.SCHEDULERS` (default DPM-Solver++ multistep) or a
       diffusers scheduler class name, built from the model's scheduler config; None keeps the model's.
@@ -158,7 +159,7 @@ class Generator:
             # Every batch has the same shapes: let cuDNN pick the fastest convolution algorithms once.
             torch.backends.cudnn.benchmark = True
         check_backend(backend, self.device)
-        self.attention = self._resolve_attention(attention)
+        self.attention = self._resolve_attention(attention, backend)
         self.backend_name = backend
         self.max_auto_batch = _check_positive_int("max_auto_batch", max_auto_batch)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -195,15 +196,20 @@ class Generator:
         self._chunk: int | None = None  # sub-batch size after an out-of-memory back-off
 
     # -- set-up -----------------------------------------------------------------------------------
-    def _resolve_attention(self, attention: str) -> str:
+    def _resolve_attention(self, attention: str, backend: str) -> str:
+        """The tensorrt backend always uses SDPA: it exports the UNet to ONNX (tracing an fp32
+        copy on the CPU), and xformers' kernels neither export nor run on the CPU."""
         from ..backends import is_available, require
 
         if attention == "xformers":
+            if backend == "tensorrt":
+                raise ValueError("xformers attention cannot be used with the tensorrt backend (the UNet is exported to "
+                                 "ONNX, which xformers' kernels cannot be): use attention 'auto' or 'sdpa'")
             require("xformers", "xformers attention")
             if self.device.type != "cuda":
                 raise ValueError(f"xformers attention needs a CUDA device, got {self.device}")
             return "xformers"
-        if attention == "auto" and self.device.type == "cuda" and is_available("xformers"):
+        if attention == "auto" and backend != "tensorrt" and self.device.type == "cuda" and is_available("xformers"):
             return "xformers"
         return "sdpa"
 
@@ -276,7 +282,7 @@ class Generator:
         if sty is not None:
             load_style(self.pipe, sty)
         run = self._prepare_run(names, template, sty, negative_prompt, guidance_scale, steps, height, width, seed, size)
-        config = self._config(names, per_class, template, sty, run, encoding)
+        config = self._config(names, per_class, template, sty, run, encoding, quality)
 
         # Rank 0 checks `out` against the configuration before anything is created.
         prior = ctx.main_decides(lambda: self._check_out(out, config))
@@ -375,9 +381,9 @@ class Generator:
                     negative_prompt, tcond)
 
     def _config(self, names: list[str], per_class: int, template: str, style: Style | None, run: _Run,
-                encoding: str) -> dict[str, Any]:
+                encoding: str, quality: int = 95) -> dict[str, Any]:
         """What decides the images: a different value against an existing output is refused."""
-        return {
+        config = {
             "format": FORMAT,
             "model_fingerprint": self.fingerprint,
             "dtype": str(self.dtype).replace("torch.", ""),
@@ -395,6 +401,9 @@ class Generator:
             "store_size": None if run.store_size is None else list(run.store_size),
             "encoding": encoding,
         }
+        if encoding == "jpeg":  # the stored bytes depend on it (raw outputs keep their original keys)
+            config["quality"] = quality
+        return config
 
     def _manifest(self, config: dict, batch: int, ctx: RankContext, *, status: str, previous: dict | None,
                   report: GenerationReport | None = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """results.json helpers, curves.png, and the comparison table across runs."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -86,26 +87,37 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def compare_runs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(runs, groups): one row per run folder (folders are searched for results.json), and
-    groups of runs sharing real training store, model, mode and shots, with the top-1 mean and
-    sample standard deviation over their seeds."""
+    groups of runs that differ only in their seed (same real training store, model, mode, shots
+    and every other setting of the recorded configuration), with the top-1 mean and sample
+    standard deviation over their seeds. Groups that look alike but differ in other settings
+    (e.g. another synthetic store) carry a short `settings` id to tell them apart."""
+    from .trainer import RUNTIME_KEYS
+
+    not_settings = {"seed", "split_seed", *RUNTIME_KEYS}
     runs = []
     for folder in _find_runs(paths):
         r = load_results(folder)
+        config = {k: v for k, v in (r.get("config") or {}).items() if k not in not_settings}
         runs.append({
             "dir": str(folder), "data": Path(r.get("data", {}).get("real_train") or "-").name, "model": r["model"], "mode": r["mode"], "shots": r.get("shots"),
             "seed": r.get("seed"), "test_top1": r["test_top1"], "test_top5": r.get("test_top5"), "leep": r.get("leep"),
+            "settings": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:6],
         })
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["data"], run["model"], run["mode"], run["shots"]), []).append(run)
+        groups.setdefault((run["data"], run["model"], run["mode"], run["shots"], run["settings"]), []).append(run)
+    alike: dict[tuple, int] = {}
+    for key in groups:
+        alike[key[:4]] = alike.get(key[:4], 0) + 1
     rows = []
-    for (data, model, mode, shots), members in groups.items():
+    for (data, model, mode, shots, settings), members in groups.items():
         mean, std = _mean_std([m["test_top1"] for m in members])
         leeps = [m["leep"] for m in members if m["leep"] is not None]
         rows.append({
             "data": data, "model": model, "mode": mode, "shots": shots, "seeds": sorted(m["seed"] for m in members),
             "runs": len(members), "top1_mean": mean, "top1_std": std,
             "leep_mean": _mean_std(leeps)[0] if leeps else None,
+            "settings": settings if alike[(data, model, mode, shots)] > 1 else None,
         })
     order = {m: i for i, m in enumerate(("vanilla", "mixed", "bridged", "bridged++"))}
     rows.sort(key=lambda r: (r["data"], r["model"], r["shots"] or 0, order.get(r["mode"], 9)))
@@ -126,5 +138,6 @@ def format_comparison(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) ->
         leep = "-" if g["leep_mean"] is None else f"{g['leep_mean']:.3f}"
         stat = f"{100 * g['top1_mean']:.2f} +- {100 * g['top1_std']:.2f}"
         lines.append(f"{g['mode']:<10} {g['data']:<14} {g['model']:<22} {g['shots'] or 'all':>5} {g['runs']:>4}  {stat:>18}  "
-                     f"{leep:>8}  {','.join(str(s) for s in g['seeds'])}")
+                     f"{leep:>8}  {','.join(str(s) for s in g['seeds'])}"
+                     + (f"  (settings {g['settings']})" if g.get("settings") else ""))
     return "\n".join(lines)

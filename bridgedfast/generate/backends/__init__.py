@@ -21,6 +21,8 @@ def check_backend(name: str, device: torch.device) -> None:
         from ...backends import require
 
         require("tensorrt", "the tensorrt generation backend")
+        require("onnx", "exporting the UNet for TensorRT")
+        require("onnxruntime", "checking the UNet's ONNX export before the TensorRT build")
         if device.type != "cuda":
             raise ValueError(f"the tensorrt backend needs a CUDA device, got {device}")
 

@@ -4,6 +4,7 @@ cached on disk under a key of model fingerprint + shapes + TensorRT version + GP
 with torch tensors bound as I/O on the current CUDA stream."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,6 +71,23 @@ def build_engine(trt: Any, onnx_path: Path, plan_path: Path, profile_shapes: dic
     return plan_path
 
 
+@contextlib.contextmanager
+def _build_lock(cache_dir: Path):
+    """Exclusive use of the cache folder's exports and builds across processes: torchrun ranks
+    share the cache and must not write the same ONNX files at once (or build one engine N times)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: builds are not coordinated
+        yield
+        return
+    with open(cache_dir / ".build.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class TensorRTUNet:
     static_shapes = False
 
@@ -78,6 +96,7 @@ class TensorRTUNet:
 
         self.trt = require("tensorrt", "the tensorrt generation backend")
         require("onnx", "exporting the UNet for TensorRT")
+        require("onnxruntime", "checking the UNet's ONNX export before the TensorRT build")
         self.unet = unet
         self.device = device
         self.fingerprint = fingerprint
@@ -105,15 +124,9 @@ class TensorRTUNet:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         plan = self.cache_dir / f"unet-{key}.plan"
         if not plan.is_file():
-            onnx_dir = self.cache_dir / f"onnx-{self.fingerprint}-{latent_height}x{latent_width}-{seq_len}"
-            onnx_path = onnx_dir / "unet.onnx"
-            if not (onnx_dir / "checked").is_file():
-                export_unet_onnx(self.unet, onnx_path, latent_height=latent_height, latent_width=latent_width,
-                                 seq_len=seq_len)
-                self.export_check = check_onnx_export(self.unet, onnx_path, latent_height=latent_height,
-                                                      latent_width=latent_width, seq_len=seq_len, batches=(1,))
-                (onnx_dir / "checked").write_text(json.dumps(self.export_check.__dict__))
-            build_engine(trt, onnx_path, plan, profile, fp16=True)
+            with _build_lock(self.cache_dir):
+                if not plan.is_file():  # another process (a torchrun rank) may have built it while we waited
+                    self._export_and_build(plan, profile, latent_height, latent_width, seq_len)
         self.runtime = trt.Runtime(_logger(trt))  # must outlive the engine
         self.engine = self.runtime.deserialize_cuda_engine(plan.read_bytes())
         if self.engine is None:
@@ -123,6 +136,17 @@ class TensorRTUNet:
         self.max_batch = max_batch
         self.shape = (latent_height, latent_width, seq_len)
         self.plan_path = plan
+
+    def _export_and_build(self, plan: Path, profile: dict, latent_height: int, latent_width: int, seq_len: int) -> None:
+        onnx_dir = self.cache_dir / f"onnx-{self.fingerprint}-{latent_height}x{latent_width}-{seq_len}"
+        onnx_path = onnx_dir / "unet.onnx"
+        if not (onnx_dir / "checked").is_file():
+            export_unet_onnx(self.unet, onnx_path, latent_height=latent_height, latent_width=latent_width,
+                             seq_len=seq_len)
+            self.export_check = check_onnx_export(self.unet, onnx_path, latent_height=latent_height,
+                                                  latent_width=latent_width, seq_len=seq_len, batches=(1,))
+            (onnx_dir / "checked").write_text(json.dumps(self.export_check.__dict__))
+        build_engine(self.trt, onnx_path, plan, profile, fp16=True)
 
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                  timestep_cond: torch.Tensor | None = None) -> torch.Tensor:
