@@ -156,8 +156,6 @@ class Generator:
         self.dtype = resolve_dtype(dtype, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # TensorRT and CUDA graphs run on the current device
-            # Every batch has the same shapes: let cuDNN pick the fastest convolution algorithms once.
-            torch.backends.cudnn.benchmark = True
         check_backend(backend, self.device)
         self.attention = self._resolve_attention(attention, backend)
         self.backend_name = backend
@@ -252,6 +250,23 @@ class Generator:
     ) -> GenerationReport:
         """Generates `per_class` images for each class into the ImageStore at `out` and returns
         the report (images, seconds, images/s, UNet it/s). Re-running on the same `out` resumes."""
+        # Every batch has the same shapes: let cuDNN pick the fastest convolution algorithms once,
+        # for this call only (a training run later in the same process keeps its own setting).
+        previous = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = previous or self.device.type == "cuda"
+        try:
+            return self._generate(classes, per_class, out, template=template, style=style, style_token=style_token,
+                                  negative_prompt=negative_prompt, guidance_scale=guidance_scale, steps=steps,
+                                  height=height, width=width, seed=seed, batch_size=batch_size,
+                                  store_size=store_size, encoding=encoding, quality=quality, progress=progress)
+        finally:
+            torch.backends.cudnn.benchmark = previous
+
+    def _generate(self, classes: Any, per_class: int, out: str | Path, *, template: str, style: str | Path | None,
+                  style_token: str | None, negative_prompt: str | None, guidance_scale: float, steps: int,
+                  height: int, width: int, seed: int, batch_size: int | str,
+                  store_size: int | tuple[int, int] | None, encoding: str, quality: int,
+                  progress: bool) -> GenerationReport:
         t_start = time.perf_counter()
         names = class_names(classes)
         per_class = _check_positive_int("per_class", per_class)
