@@ -7,11 +7,12 @@ Rows (images/s, ratio ours/peer):
             vs torchvision.transforms.v2 per sample (RandomResizedCrop(antialias=True) +
             RandomHorizontalFlip + ToDtype(float32, scale=True) + Normalize, then stack)
             vs kornia.augmentation batched (same steps on a batch padded to one size, as kornia needs).
-            Twice: ours allocating a fresh output batch per call (what a plain `augment(x)` does),
-            and ours writing into a reused output buffer (`augment(x, out=buf)`, what MixedLoader
-            does with its recycled CPU batches). The peers allocate fresh outputs in both tables.
-  + mixup:  the same with Mixup/CutMix on top (bridgedfast Mixup vs timm.data.Mixup); ours with
-            the loader's reused augment output, and Mixup's own recycled output buffers
+            Twice: ours as a plain `augment(x)` call, which on CPU writes into a recycled buffer
+            once the previous batch is dropped (as MixedLoader's batches and Mixup's outputs are),
+            and ours with `recycle_outputs=False`, allocating a fresh output batch per call.
+            The peers allocate fresh outputs in both tables.
+  + mixup:  the same with Mixup/CutMix on top (bridgedfast Mixup vs timm.data.Mixup), both of
+            ours plain calls (recycled outputs)
   mixing:   Mixup/CutMix alone on a float batch (one mix_images op into Mixup's recycled output
             buffers vs timm's per-batch / per-sample code on a fresh copy, as it mixes in place)
 --quick: tiny sizes and short timings, a smoke run of a few seconds (not for quoting).
@@ -64,16 +65,13 @@ def torchvision_pipeline(size: int):
 
 
 def ours_fn(packed: PackedImages, size: int, mixup: Mixup | None = None, target: torch.Tensor | None = None,
-            reuse_output: bool = False):
-    """TrainAugment on `packed` (then Mixup): a fresh output per call, or one reused buffer."""
-    augment = TrainAugment(size, seed=0)
-    out = None
-    if reuse_output:
-        shape, dtype, memory_format = augment.output_spec(len(packed))
-        out = torch.empty(shape, dtype=dtype, memory_format=memory_format, device=packed.device)
+            recycle_outputs: bool = True):
+    """Plain TrainAugment calls on `packed` (then Mixup): recycled CPU outputs (the default), or
+    a fresh output per call."""
+    augment = TrainAugment(size, seed=0, recycle_outputs=recycle_outputs)
     if mixup is None:
-        return lambda: augment(packed, out=out)
-    return lambda: mixup(augment(packed, out=out), target)
+        return lambda: augment(packed)
+    return lambda: mixup(augment(packed), target)
 
 
 def torchvision_fn(images_chw: list[torch.Tensor], size: int, mixup=None, target=None):
@@ -183,18 +181,18 @@ def main() -> None:
         return Result(name, per_s, extra=f"{gbs:.1f} GB/s = {100 * gbs / (bandwidth / 1e9):.0f}% of copy bandwidth "
                                          f"{bandwidth / 1e9:.1f} GB/s")
 
-    fresh = ours_result("bridgedfast TrainAugment (1 op), fresh output",
+    plain = ours_result("bridgedfast TrainAugment (1 op), plain call (recycled output)",
                         throughput(ours_fn(packed, size), n, min_run_time=t))
-    reused = ours_result("bridgedfast TrainAugment (1 op), output reused (as MixedLoader does)",
-                         throughput(ours_fn(packed, size, reuse_output=True), n, min_run_time=t))
+    fresh = ours_result("bridgedfast TrainAugment (1 op), recycle_outputs=False",
+                        throughput(ours_fn(packed, size, recycle_outputs=False), n, min_run_time=t))
     peers = [Result("torchvision.v2 per-sample", throughput(torchvision_fn(images_chw, size), n, min_run_time=t))]
     if not args.no_kornia:
         peers.append(Result("kornia batched (padded batch)", throughput(kornia_fn(images_chw, size, dev), n, min_run_time=t)))
+    rows += compare(f"augment {n} images -> 3x{size}x{size}, ours as a plain call augment(x)", plain, peers, dev)
     rows += compare(f"augment {n} images -> 3x{size}x{size}, ours allocating a fresh output per batch", fresh, peers, dev)
-    rows += compare(f"augment {n} images -> 3x{size}x{size}, ours writing into a reused output buffer", reused, peers, dev)
 
-    ours_mix = Result("bridgedfast TrainAugment (reused out) + Mixup (recycled out)", throughput(
-        ours_fn(packed, size, Mixup(**MIXUP_ARGS), target, reuse_output=True), n, min_run_time=t))
+    ours_mix = Result("bridgedfast TrainAugment + Mixup (plain calls, recycled outputs)", throughput(
+        ours_fn(packed, size, Mixup(**MIXUP_ARGS), target), n, min_run_time=t))
     peer_mix = Result("torchvision.v2 per-sample + timm Mixup", throughput(
         torchvision_fn(images_chw, size, TimmMixup(**MIXUP_ARGS), target), n, min_run_time=t))
     rows += compare(f"augment + Mixup/CutMix (batch mode) {n} images", ours_mix, [peer_mix], dev)

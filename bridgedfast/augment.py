@@ -14,6 +14,7 @@ import torch
 from . import ops
 from .data.buffers import BufferPool
 from .ops import Images
+from .packed import PackedImages
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -108,13 +109,37 @@ def _output_spec(n: int, size: tuple[int, int], dtype: torch.dtype, channels_las
     return (n, 3, size[0], size[1]), dtype, torch.channels_last if channels_last else torch.contiguous_format
 
 
+class _OutputRecycler:
+    """Where an augment's batch goes: the caller's `out`, else (on CPU, when enabled) a recycled
+    buffer from a small BufferPool, else None (the op allocates)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = bool(enabled)
+        self.pool: BufferPool | None = None
+
+    def __call__(self, augment, packed: PackedImages, out: torch.Tensor | None) -> torch.Tensor | None:
+        if out is not None or not self.enabled or packed.device.type != "cpu" or len(packed) == 0:
+            return out
+        if self.pool is None:
+            self.pool = BufferPool(2)  # the batch being trained on, and the next one
+        shape, dtype, memory_format = augment.output_spec(len(packed))
+        return self.pool.empty(shape, dtype, memory_format)
+
+
 class TrainAugment:
     """RandomResizedCrop + random horizontal flip + ToDtype + Normalize for a whole batch, in one op.
 
     `augment(images, generator=None, *, out=None)`: images as `bridgedfast.ops.resized_crop`
     takes them (PackedImages, list of uint8 [H,W,3], uint8 [N,H,W,3]) -> out_dtype [N,3,H,W] on
-    the images' device, written into `out` when given (see `output_spec`). Boxes (torchvision's scale/ratio algorithm) and flips come from `generator`, a CPU
-    torch.Generator, or the augment's own one seeded with `seed`.
+    the images' device, written into `out` when given (see `output_spec`). Boxes (torchvision's
+    scale/ratio algorithm) and flips come from `generator`, a CPU torch.Generator, or the
+    augment's own one seeded with `seed`.
+
+    Without `out`, a CPU batch goes into a recycled buffer (`recycle_outputs=True`, as Mixup
+    does; see `bridgedfast.data.buffers.BufferPool`): a batch's memory is written again only
+    once nothing references it any more (no tensor, view, numpy array or autograd graph), which
+    saves the page faults of a fresh multi-megabyte allocation per call. `recycle_outputs=False`
+    allocates every batch.
     """
 
     def __init__(
@@ -129,6 +154,7 @@ class TrainAugment:
         out_dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
         seed: int = 0,
+        recycle_outputs: bool = True,
     ) -> None:
         self.output_size: tuple[int, int] = tuple(ops._output_size(size))  # type: ignore[assignment]
         self.scale = _pair(scale, "scale")
@@ -143,6 +169,7 @@ class TrainAugment:
         self.out_dtype = out_dtype
         self.channels_last = bool(channels_last)
         self.generator = torch.Generator().manual_seed(seed)
+        self._outputs = _OutputRecycler(recycle_outputs)
 
     def draw(self, heights: torch.Tensor, widths: torch.Tensor, generator: torch.Generator | None = None):
         """The batch's parameters: (boxes int64 [N,4], flip bool [N]); boxes first, then flips."""
@@ -165,7 +192,7 @@ class TrainAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
-            out=out,
+            out=self._outputs(self, packed, out),
         )
 
     def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
@@ -184,7 +211,9 @@ class EvalAugment:
     """Resize (shorter side to `resize`) + CenterCrop(size) + ToDtype + Normalize, in one op.
 
     `augment(images, generator=None, *, out=None)` -> out_dtype [N,3,H,W] (into `out` when
-    given); the generator is ignored (nothing is random). `resize` defaults to int(max(size) / 0.875), e.g. 256 for 224.
+    given); the generator is ignored (nothing is random). `resize` defaults to
+    int(max(size) / 0.875), e.g. 256 for 224. CPU outputs are recycled as TrainAugment's are
+    (`recycle_outputs`).
     """
 
     def __init__(
@@ -196,6 +225,7 @@ class EvalAugment:
         antialias: bool = True,
         out_dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        recycle_outputs: bool = True,
     ) -> None:
         self.output_size: tuple[int, int] = tuple(ops._output_size(size))  # type: ignore[assignment]
         self.resize = int(max(self.output_size) / 0.875) if resize is None else resize
@@ -207,9 +237,11 @@ class EvalAugment:
         self.antialias = bool(antialias)
         self.out_dtype = out_dtype
         self.channels_last = bool(channels_last)
+        self._outputs = _OutputRecycler(recycle_outputs)
 
     def __call__(self, images: Images, generator: torch.Generator | None = None, *,
                  out: torch.Tensor | None = None) -> torch.Tensor:
+        images = ops.as_packed(images)
         return ops.resize_center_crop(
             images,
             self.output_size,
@@ -219,7 +251,7 @@ class EvalAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
-            out=out,
+            out=self._outputs(self, images, out),
         )
 
     def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:

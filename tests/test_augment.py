@@ -364,6 +364,32 @@ def test_mix_images_rejects_bad_out(make_out, match):
             torch.ops.bridgedfast.mix_images.out(x, lam, boxes, out=x)
 
 
+@pytest.mark.parametrize("make", [lambda r: TrainAugment(12, seed=5, recycle_outputs=r),
+                                  lambda r: EvalAugment(10, channels_last=True, recycle_outputs=r)])
+def test_augment_recycled_outputs_never_touch_kept_batches(make):
+    batches = [sample_images(30 + i, 4) for i in range(8)]
+    recycled, fresh = make(True), make(False)
+    kept, copies, pointers = [], [], set()
+    for i, images in enumerate(batches):
+        y = recycled(images)
+        reference = fresh(images)  # allocates every batch
+        torch.testing.assert_close(y, reference, rtol=0, atol=0)
+        assert y.is_contiguous(memory_format=recycled.output_spec(4)[2])
+        pointers.add(y.data_ptr())
+        if i % 3 == 0:
+            kept.append(y)
+            copies.append(y.clone())
+        elif i % 3 == 1:
+            kept.append(y[1].numpy())  # a numpy view alone keeps the buffer too
+            copies.append(y[1].clone().numpy())
+    for k, c in zip(kept, copies):
+        assert (k == c).all()
+    assert fresh._outputs.pool is None
+    pool = recycled._outputs.pool
+    assert pool.reused > 0 and len(pointers) < len(batches)
+    assert pool.reused + pool.allocated == len(batches)
+
+
 def test_mixup_out_and_recycled_outputs_never_touch_kept_batches():
     g = torch.Generator().manual_seed(3)
     xs = [torch.rand(8, 3, 10, 12, generator=g) for _ in range(6)]

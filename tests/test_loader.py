@@ -314,5 +314,11 @@ def test_dropped_batches_buffers_are_reused(stores):
     assert all(pointers[b] == pointers[b - 2] for b in range(2, len(pointers)))
     assert loader._outputs.allocated == 2 and loader._outputs.reused == len(pointers) - 2
     # Opting out, or an augment that cannot write into a buffer, allocates every batch.
-    assert MixedLoader(real, syn, batch_size=4, augment=augment, recycle_outputs=False)._outputs is None
+    own = TrainAugment(16)  # it would recycle its own outputs when called without out=
+    fresh = MixedLoader(real, syn, batch_size=4, augment=own, seed=3, prefetch=0, recycle_outputs=False)
+    assert fresh._outputs is None
+    held = [x for x, _, _ in fresh]
+    assert len({x.data_ptr() for x in held}) == len(held) and own._outputs.pool is None
+    for x, e in zip(held, expected):
+        torch.testing.assert_close(x, e, rtol=0, atol=1e-6)
     assert MixedLoader(real, syn, batch_size=4, augment=StandInAugment())._outputs is None

@@ -216,6 +216,8 @@ class MixedLoader:
         # Batches alive at once: the consumer's, the queued ones, the one in the making, and one
         # the training loop may still hold while it takes the next.
         self._outputs: BufferPool | None = None
+        # False: a fresh buffer per batch, also for an augment that would recycle its own.
+        self._fresh_outputs = not recycle_outputs and self.device.type == "cpu" and _writes_into(augment)
         if recycle_outputs and self.device.type == "cpu" and _writes_into(augment):
             self._outputs = BufferPool(prefetch + 3)
         self._cache: torch.Tensor | None = None
@@ -284,9 +286,12 @@ class MixedLoader:
                 ready = torch.cuda.Event()
                 ready.record(self._stream)
             return images, targets_t, is_syn_t, ready
-        if self._outputs is not None:
+        if self._outputs is not None or self._fresh_outputs:
             shape, dtype, memory_format = self.augment.output_spec(len(index))
-            out = self._outputs.empty(shape, dtype, memory_format)
+            if self._outputs is not None:
+                out = self._outputs.empty(shape, dtype, memory_format)
+            else:
+                out = torch.empty(shape, dtype=dtype, memory_format=memory_format)
             return self.augment(packed, generator, out=out), targets_t, is_syn_t, None
         return self.augment(packed, generator), targets_t, is_syn_t, None
 
