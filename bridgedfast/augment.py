@@ -110,19 +110,19 @@ def _output_spec(n: int, size: tuple[int, int], dtype: torch.dtype, channels_las
 
 
 class _OutputRecycler:
-    """Where an augment's batch goes: the caller's `out`, else (on CPU, when enabled) a recycled
-    buffer from a small BufferPool, else None (the op allocates)."""
+    """Where a batch producer's output goes: the caller's `out`, else (on CPU, when enabled) a
+    recycled buffer from a small BufferPool, else None (the op allocates)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = bool(enabled)
         self.pool: BufferPool | None = None
 
-    def __call__(self, augment, packed: PackedImages, out: torch.Tensor | None) -> torch.Tensor | None:
-        if out is not None or not self.enabled or packed.device.type != "cpu" or len(packed) == 0:
+    def __call__(self, out: torch.Tensor | None, device: torch.device, shape: Sequence[int], dtype: torch.dtype,
+                 memory_format: torch.memory_format) -> torch.Tensor | None:
+        if out is not None or not self.enabled or device.type != "cpu" or 0 in shape:
             return out
         if self.pool is None:
             self.pool = BufferPool(2)  # the batch being trained on, and the next one
-        shape, dtype, memory_format = augment.output_spec(len(packed))
         return self.pool.empty(shape, dtype, memory_format)
 
 
@@ -192,7 +192,7 @@ class TrainAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
-            out=self._outputs(self, packed, out),
+            out=self._outputs(out, packed.device, *self.output_spec(len(packed))),
         )
 
     def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
@@ -251,7 +251,7 @@ class EvalAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
-            out=self._outputs(self, images, out),
+            out=self._outputs(out, images.device, *self.output_spec(len(images))),
         )
 
     def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
@@ -290,7 +290,8 @@ class Mixup:
     unlike timm, x is not modified in place; `out=` writes it into a given buffer instead) and
     float32 soft targets [N, num_classes]. On the CPU the mixed batches come from a small pool of
     recycled buffers (`bridgedfast.data.buffers.BufferPool`): a buffer is reused only once nothing
-    references the batch that used it, so a batch you keep is never overwritten.
+    references the batch that used it, so a batch you keep is never overwritten
+    (`recycle_outputs=False` allocates every batch).
     Each image i is mixed with image N-1-i. Random variables are timm's (uniforms for the
     switches and the box position, beta for lambda) but drawn from a seeded torch.Generator
     (`seed`, or `generator`), not numpy's global RNG; the pixels are mixed by one fused op.
@@ -311,6 +312,7 @@ class Mixup:
         *,
         seed: int = 0,
         generator: torch.Generator | None = None,
+        recycle_outputs: bool = True,
     ) -> None:
         if mode not in ("batch", "pair", "elem"):
             raise ValueError(f"mode must be 'batch', 'pair' or 'elem', got {mode!r}")
@@ -336,16 +338,12 @@ class Mixup:
         self.correct_lam = bool(correct_lam)
         self.mixup_enabled = True
         self.generator = _cpu_generator(generator, torch.Generator().manual_seed(seed))
-        self._pool: BufferPool | None = None
+        self._outputs = _OutputRecycler(recycle_outputs)
 
     def _output(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor | None:
         """Where the mixed batch goes: `out`, a recycled CPU buffer, or None (let the op allocate)."""
-        if out is not None or x.device.type != "cpu":
-            return out
-        if self._pool is None:
-            self._pool = BufferPool(2)  # the batch being trained on, and the next one
         fmt = torch.channels_last if ops._is_channels_last(x) else torch.contiguous_format
-        return self._pool.empty(x.shape, x.dtype, fmt)
+        return self._outputs(out, x.device, x.shape, x.dtype, fmt)
 
     # The random variables, in float64 like numpy's. Tests replay them into timm.
     def _rand(self, n: int) -> torch.Tensor:

@@ -396,12 +396,15 @@ def test_mixup_out_and_recycled_outputs_never_touch_kept_batches():
     target = torch.arange(8) % 5
     recycled = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=5, seed=4)
     fresh = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=5, seed=4)
+    allocating = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem", num_classes=5, seed=4, recycle_outputs=False)
     kept, copies, pointers = [], [], set()
     for i, x in enumerate(xs):
         mixed, soft = recycled(x, target)
         reference, soft_ref = fresh(x, target, out=torch.empty_like(x))
         torch.testing.assert_close(mixed, reference, rtol=0, atol=0)
         torch.testing.assert_close(soft, soft_ref, rtol=0, atol=0)
+        own, _ = allocating(x, target)
+        torch.testing.assert_close(own, reference, rtol=0, atol=0)
         pointers.add(mixed.data_ptr())
         if i % 2 == 0:  # keep every other batch, drop the rest
             kept.append(mixed)
@@ -409,7 +412,8 @@ def test_mixup_out_and_recycled_outputs_never_touch_kept_batches():
     for k, c in zip(kept, copies):
         assert torch.equal(k, c)
     # The dropped batches' buffers were reused: fewer distinct buffers than batches.
-    assert len(pointers) < len(xs)
+    assert len(pointers) < len(xs) and recycled._outputs.pool.reused > 0
+    assert allocating._outputs.pool is None
     # Batch mode with lam == 1 copies x into out.
     off = Mixup(mixup_alpha=1.0, prob=0.0, num_classes=5)
     out = torch.empty_like(xs[0])
