@@ -14,7 +14,6 @@ import torch
 from . import ops
 from .data.buffers import BufferPool
 from .ops import Images
-from .packed import PackedImages
 
 __all__ = [
     "IMAGENET_MEAN",

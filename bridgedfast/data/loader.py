@@ -216,9 +216,10 @@ class MixedLoader:
         # Batches alive at once: the consumer's, the queued ones, the one in the making, and one
         # the training loop may still hold while it takes the next.
         self._outputs: BufferPool | None = None
+        writes_into = self.device.type == "cpu" and _writes_into(augment)
         # False: a fresh buffer per batch, also for an augment that would recycle its own.
-        self._fresh_outputs = not recycle_outputs and self.device.type == "cpu" and _writes_into(augment)
-        if recycle_outputs and self.device.type == "cpu" and _writes_into(augment):
+        self._fresh_outputs = writes_into and not recycle_outputs
+        if writes_into and recycle_outputs:
             self._outputs = BufferPool(prefetch + 3)
         self._cache: torch.Tensor | None = None
         if cache_on_device == "auto":
