@@ -17,6 +17,17 @@ Images = Union[PackedImages, Sequence[torch.Tensor], torch.Tensor]
 OUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def _refuse_any(bad: torch.Tensor, message) -> None:
+    """Raises ValueError(message(i)) for the first i where `bad` is set. While torch.compile traces,
+    a Python branch on tensor values would break the graph, so the check becomes an assertion
+    inside the graph (same condition, a generic message)."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(torch.logical_not(bad.any()), "bridgedfast: " + message(None))
+        return
+    if bool(bad.any()):
+        raise ValueError(message(int(bad.nonzero()[0, 0])))
+
+
 def _use_kernel(op: str, device: torch.device) -> bool:
     if _ext.has_kernel(op, device.type):
         return True
@@ -73,7 +84,7 @@ def _check_out(out: object, op: str, shape: tuple[int, ...], dtype: torch.dtype,
         raise ValueError(f"{op}: out must be {layout}-contiguous (channels_last={channels_last}), got strides {out.stride()}")
     if out.requires_grad:
         raise ValueError(f"{op}: out must not require grad (the op is not differentiable)")
-    if _shares_memory(out, source):
+    if not torch.compiler.is_compiling() and _shares_memory(out, source):  # data_ptr() cannot be traced; the kernel checks too
         raise ValueError(f"{op}: out must not share memory with its input")
     return out
 
@@ -142,36 +153,39 @@ def gather_images(
 
 
 def as_packed(images: Images) -> PackedImages:
-    """The packed form of `images` (zero-copy for PackedImages and contiguous NHWC batches)."""
+    """The packed form of `images` (zero-copy for PackedImages and contiguous NHWC batches).
+
+    The index of a caller's PackedImages is checked against its buffer; the index built here for
+    a list or an NHWC batch fits by construction and is not checked again."""
     if isinstance(images, PackedImages):
-        packed = images
-    elif isinstance(images, torch.Tensor):
+        offset, h, w = images.index.unbind(1)
+        numel = images.data.numel()
+        bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset > numel)
+        bad |= w > (numel - offset) // 3 // h.clamp(min=1)  # offset + 3*h*w <= numel, without overflow
+        _refuse_any(bad, lambda i: "an image does not fit the packed buffer" if i is None else
+                    f"image {i} (offset {int(offset[i])}, {int(h[i])}x{int(w[i])}) does not fit the {numel}-byte buffer")
+        return images
+    if isinstance(images, torch.Tensor):
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
             raise ValueError(
                 f"images must be a uint8 [N, H, W, 3] batch (RGB, channels last), got {images.dtype} {tuple(images.shape)}"
             )
         n, h, w, _ = images.shape
+        if n > 0 and (h == 0 or w == 0):
+            raise ValueError(f"images must have a positive height and width, got {tuple(images.shape)}")
         index = torch.empty(n, 3, dtype=torch.int64)
         index[:, 0] = torch.arange(n, dtype=torch.int64) * (h * w * 3)
         index[:, 1], index[:, 2] = h, w
-        packed = PackedImages(images.contiguous().view(-1), index)
-    elif isinstance(images, (list, tuple)):
+        return PackedImages(images.contiguous().view(-1), index)
+    if isinstance(images, (list, tuple)):
         devices = {img.device for img in images if isinstance(img, torch.Tensor)}
         if len(devices) > 1:
             raise ValueError(f"images must all be on one device, got {sorted(str(d) for d in devices)}")
-        packed = PackedImages.from_images(images)
-    else:
-        raise ValueError(f"images must be PackedImages, a list of uint8 [H, W, 3] tensors or a uint8 [N, H, W, 3] tensor, got {type(images).__name__}")
-    offset, h, w = packed.index.unbind(1)
-    numel = packed.data.numel()
-    bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset > numel)
-    bad |= w > (numel - offset) // 3 // h.clamp(min=1)  # offset + 3*h*w <= numel, without overflow
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"image {i} (offset {int(offset[i])}, {int(h[i])}x{int(w[i])}) does not fit the {packed.data.numel()}-byte buffer"
-        )
-    return packed
+        for i, img in enumerate(images):
+            if isinstance(img, torch.Tensor) and img.dim() == 3 and (img.shape[0] == 0 or img.shape[1] == 0):
+                raise ValueError(f"image {i} must have a positive height and width, got {tuple(img.shape)}")
+        return PackedImages.from_images(images)
+    raise ValueError(f"images must be PackedImages, a list of uint8 [H, W, 3] tensors or a uint8 [N, H, W, 3] tensor, got {type(images).__name__}")
 
 
 def _output_size(size: int | Sequence[int]) -> list[int]:
@@ -183,9 +197,16 @@ def _output_size(size: int | Sequence[int]) -> list[int]:
     return size
 
 
+def _floats(values: Sequence[float] | torch.Tensor) -> list[float]:
+    """Python floats of a flat sequence; plain numbers stay constants while torch.compile traces."""
+    if isinstance(values, (list, tuple)) and all(isinstance(v, (int, float)) for v in values):
+        return [float(v) for v in values]
+    return [float(v) for v in torch.as_tensor(values).reshape(-1)]
+
+
 def _normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[list[float], list[float]]:
-    mean_l = [0.0, 0.0, 0.0] if mean is None else [float(v) for v in torch.as_tensor(mean).reshape(-1)]
-    std_l = [1.0, 1.0, 1.0] if std is None else [float(v) for v in torch.as_tensor(std).reshape(-1)]
+    mean_l = [0.0, 0.0, 0.0] if mean is None else _floats(mean)
+    std_l = [1.0, 1.0, 1.0] if std is None else _floats(std)
     if len(mean_l) != 3 or len(std_l) != 3:
         raise ValueError(f"mean and std must have 3 values (RGB, 0-1 scale), got mean={mean!r}, std={std!r}")
     if any(v == 0.0 for v in std_l):
@@ -217,7 +238,8 @@ def _run_resized_crop(packed: PackedImages, boxes: torch.Tensor, flip: torch.Ten
     if _use_kernel("resized_crop", packed.data.device):
         if out is None:
             return torch.ops.bridgedfast.resized_crop.default(*args)
-        return torch.ops.bridgedfast.resized_crop.out(*args, out=out)
+        torch.ops.bridgedfast.resized_crop_into.default(*args, out)
+        return out
     result = resized_crop_reference(*args)
     return result if out is None else out.copy_(result)
 
@@ -257,12 +279,9 @@ def resized_crop(
     top, left, bh, bw = boxes_t.unbind(1)
     h, w = packed.index[:, 1], packed.index[:, 2]
     bad = (bh <= 0) | (bw <= 0) | (top < 0) | (left < 0) | (bh > h) | (bw > w) | (top > h - bh) | (left > w - bw)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"resized_crop: box {i} (top={int(top[i])}, left={int(left[i])}, height={int(bh[i])}, width={int(bw[i])}) "
-            f"is not inside image {i} of size {int(h[i])}x{int(w[i])} (boxes are (top, left, height, width))"
-        )
+    _refuse_any(bad, lambda i: "resized_crop: a box is not inside its image" if i is None else (
+        f"resized_crop: box {i} (top={int(top[i])}, left={int(left[i])}, height={int(bh[i])}, width={int(bw[i])}) "
+        f"is not inside image {i} of size {int(h[i])}x{int(w[i])} (boxes are (top, left, height, width))"))
     return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, None,
                              out)
 
@@ -354,8 +373,8 @@ if _ext.extension_loaded():
             (index.shape[0], 3, size[0], size[1]), dtype=out_dtype, device=data.device, memory_format=fmt
         )
 
-    @torch.library.register_fake("bridgedfast::resized_crop.out")
-    def _resized_crop_out_fake(
+    @torch.library.register_fake("bridgedfast::resized_crop_into")
+    def _resized_crop_into_fake(
         data: torch.Tensor,
         index: torch.Tensor,
         boxes: torch.Tensor,
@@ -366,11 +385,10 @@ if _ext.extension_loaded():
         antialias: bool,
         out_dtype: torch.dtype,
         channels_last: bool,
-        resize: torch.Tensor | None = None,
-        *,
+        resize: torch.Tensor | None,
         out: torch.Tensor,
-    ) -> torch.Tensor:
+    ) -> None:
         expected = _resized_crop_fake(data, index, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize)
         torch._check(out.shape == expected.shape, lambda: f"resized_crop: out must have shape {list(expected.shape)}")
         torch._check(out.dtype == out_dtype, lambda: f"resized_crop: out must have dtype {out_dtype}")
-        return out
+        return None

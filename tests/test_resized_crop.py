@@ -434,15 +434,48 @@ def test_opcheck_out(device, out_dtype, channels_last, with_resize):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty(len(index), 3, 7, 8, dtype=out_dtype, device=device, memory_format=fmt)
     args = (data, index, boxes, flip, [7, 8], list(MEAN), list(STD), True, out_dtype, channels_last, resize)
-    torch.library.opcheck(torch.ops.bridgedfast.resized_crop.out, args, {"out": out})
+    torch.library.opcheck(torch.ops.bridgedfast.resized_crop_into, (*args, out))
+
+
+@pytest.mark.parametrize("form", ["nhwc", "list", "packed"])
+@pytest.mark.parametrize("with_out", [False, True])
+def test_wrappers_trace_with_fullgraph(form, with_out):
+    # Every input form of ops.resized_crop / resize_center_crop traces into one graph (no
+    # data-dependent Python branch) and gives the eager result.
+    g = torch.Generator().manual_seed(21)
+    batch = torch.randint(0, 256, (3, 10, 12, 3), dtype=torch.uint8, generator=g)
+    images = {"nhwc": batch, "list": list(batch), "packed": PackedImages.from_images(list(batch))}[form]
+    boxes = torch.tensor([[0, 0, 10, 12], [1, 2, 5, 7], [3, 1, 6, 6]])
+    flip = torch.tensor([False, True, True])
+
+    def fn(imgs, out_a, out_b):
+        a = ops.resized_crop(imgs, boxes, 6, flip=flip, mean=MEAN, std=STD, out=out_a)
+        b = ops.resize_center_crop(imgs, 6, 8, mean=MEAN, std=STD, out=out_b)
+        return a * 2, b + 1
+
+    def outs():
+        return (torch.empty(3, 3, 6, 6), torch.empty(3, 3, 6, 6)) if with_out else (None, None)
+
+    expected = fn(images, *outs())
+    torch._dynamo.reset()
+    got = torch.compile(fn, fullgraph=True)(images, *outs())
+    for e, r in zip(expected, got):
+        torch.testing.assert_close(r, e)
+
+
+def test_compiled_wrapper_still_refuses_bad_boxes():
+    batch = torch.zeros(2, 10, 12, 3, dtype=torch.uint8)
+    compiled = torch.compile(lambda b: ops.resized_crop(batch, b, 4), fullgraph=True)
+    with pytest.raises(RuntimeError, match="a box is not inside its image"):
+        compiled(torch.tensor([[0, 0, 10, 13], [0, 0, 8, 8]]))
 
 
 def test_out_variant_under_torch_compile():
     data, index, boxes, flip = opcheck_args("cpu")
 
     def fn(d, out):
-        torch.ops.bridgedfast.resized_crop.out(d, index, boxes, flip, [6, 6], [0.0] * 3, [1.0] * 3, True,
-                                               torch.float32, False, None, out=out)
+        torch.ops.bridgedfast.resized_crop_into(d, index, boxes, flip, [6, 6], [0.0] * 3, [1.0] * 3, True,
+                                                torch.float32, False, None, out)
         return out * 2
 
     expected = fn(data, torch.empty(len(index), 3, 6, 6))
@@ -483,9 +516,9 @@ def test_out_op_level_checks_name_the_problem():
     flip = torch.zeros(2, dtype=torch.bool)
 
     def call(out, channels_last=False, data=packed.data):
-        return torch.ops.bridgedfast.resized_crop.out(data, packed.index, torch.tensor(BOXES), flip, [4, 4],
-                                                      [0.0] * 3, [1.0] * 3, True, torch.float32, channels_last,
-                                                      None, out=out)
+        return torch.ops.bridgedfast.resized_crop_into(data, packed.index, torch.tensor(BOXES), flip, [4, 4],
+                                                       [0.0] * 3, [1.0] * 3, True, torch.float32, channels_last,
+                                                       None, out)
 
     with pytest.raises(RuntimeError, match="out must have shape \\[2, 3, 4, 4\\], got \\[2, 3, 4, 5\\]"):
         call(torch.empty(2, 3, 4, 5))

@@ -22,7 +22,11 @@ TORCH_LIBRARY(bridgedfast, m) {
   m.def("mix_images.out(Tensor x, Tensor lam, Tensor boxes, *, Tensor(a!) out) -> Tensor(a!)", {at::Tag::out});
   m.def("gather_images(Tensor[] sources, Tensor items, Tensor(a!) out) -> ()");
   m.def("resized_crop(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize=None) -> Tensor");
-  // The .out overloads write into a caller's buffer (e.g. the loader's recycled batches); the
-  // out tag tells torch.compile that `out` is write-only, so it can functionalize them.
-  m.def("resized_crop.out(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize=None, *, Tensor(a!) out) -> Tensor(a!)", {at::Tag::out});
+  // resized_crop_into writes into a caller's buffer (e.g. the loader's recycled batches). It is a
+  // separate op, not an out-tagged `resized_crop.out` overload: torch 2.14's inductor lowers a
+  // functional custom op to its out-tagged overload and then passes the int[]/float[] arguments
+  // flattened ("expected at most 12 argument(s) but received 18"). Under torch.compile the
+  // mutation is functionalized like any mutable custom op. mix_images.out has no list arguments
+  // and keeps the standard out overload.
+  m.def("resized_crop_into(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize, Tensor(a!) out) -> ()");
 }

@@ -45,10 +45,10 @@ at::Tensor resized_crop_cuda_op(const at::Tensor& data, const at::Tensor& index,
   return out;
 }
 
-at::Tensor& resized_crop_out_cuda_op(const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes,
-                                     const at::Tensor& flip, at::IntArrayRef size, at::ArrayRef<double> mean,
-                                     at::ArrayRef<double> std, bool antialias, at::ScalarType out_dtype,
-                                     bool channels_last, const std::optional<at::Tensor>& resize, at::Tensor& out) {
+void resized_crop_into_cuda_op(const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes,
+                               const at::Tensor& flip, at::IntArrayRef size, at::ArrayRef<double> mean,
+                               at::ArrayRef<double> std, bool antialias, at::ScalarType out_dtype,
+                               bool channels_last, const std::optional<at::Tensor>& resize, at::Tensor& out) {
   TORCH_CHECK(data.is_cuda(), "resized_crop: data must be on a CUDA device for the CUDA kernel, got ", data.device());
   ResizedCropParams params{};
   const std::vector<ResizedCropImage> images = check_resized_crop_inputs(
@@ -56,14 +56,13 @@ at::Tensor& resized_crop_out_cuda_op(const at::Tensor& data, const at::Tensor& i
   check_resized_crop_out(out, data, params, out_dtype);
   const c10::cuda::CUDAGuard guard(data.device());
   run_resized_crop_cuda(data, images, params, antialias, out);
-  return out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bridgedfast, CUDA, m) {
   m.impl("resized_crop", &resized_crop_cuda_op);
-  m.impl("resized_crop.out", &resized_crop_out_cuda_op);
+  m.impl("resized_crop_into", &resized_crop_into_cuda_op);
 }
 
 }  // namespace bridgedfast
