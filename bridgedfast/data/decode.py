@@ -1,0 +1,162 @@
+"""JPEG decoding for the loader: full or reduced size on the CPU, batched nvJPEG on CUDA.
+
+* Full size (CPU): libjpeg-turbo through torchvision's decode op (`store.decode_jpeg`), one C++
+  call per image that releases the GIL, so the loader's thread pool decodes in parallel.
+* Reduced size (CPU, `MixedLoader(jpeg_decode="reduced")`): when the crop drawn for an image is
+  at least s times the output size in both directions (s = 2, 4 or 8), libjpeg's DCT scaling
+  decodes the image at 1/s of its size (Pillow's `draft`, which also releases the GIL while it
+  decodes) and the crop box is mapped into the reduced image. libjpeg's reduced image covers the
+  full one exactly (pixel j spans full-size pixels [j*s, (j+1)*s), the last one clipped), so a
+  box edge at full-size coordinate x sits at x/s; boxes are whole pixels, so each edge is rounded
+  to the nearest reduced pixel: at most half a reduced pixel, which is at most half an output
+  pixel since the reduced crop is still at least the output size. The pixels then differ from
+  decoding at full size by what the DCT-domain reduction and that rounding change (see
+  `REDUCED_TOLERANCE`), and the time saved is only the inverse DCT, upsampling and colour
+  conversion: Huffman decoding, most of a photo's decode time, is the same at every scale.
+* nvJPEG (CUDA, `jpeg_decode="nvjpeg"`, the default for a CUDA loader): the whole batch's JPEGs
+  in one `torchvision.io.decode_jpeg(list, device="cuda")` call, written into the packed batch
+  on the GPU.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "JPEG_DECODE_MODES",
+    "REDUCED_TOLERANCE",
+    "PlannedCrop",
+    "dct_scales",
+    "decode_jpeg_scaled",
+    "decode_jpegs_cuda",
+    "map_boxes",
+    "scaled_sizes",
+]
+
+JPEG_DECODE_MODES = ("auto", "full", "reduced", "nvjpeg")
+SCALES = (8, 4, 2)  # what Pillow's draft (libjpeg's scale_denom) offers besides 1
+
+# Reduced-size decoding against decoding at full size, both followed by the same resized crop,
+# on photo-like images (smooth gradients, texture, edges, sensor noise; JPEG quality 90): the
+# mean absolute difference per image stays below `mean` and the 99th percentile of the per-pixel
+# difference below `p99`, in 0-255 levels. tests/test_decode.py checks both.
+REDUCED_TOLERANCE = {"mean": 3.0, "p99": 16.0}
+
+
+def dct_scales(box_heights: np.ndarray, box_widths: np.ndarray, out_height: int, out_width: int) -> np.ndarray:
+    """The largest s in (1, 2, 4, 8) per box with box >= s * output in both directions (int64 [N])."""
+    bh, bw = np.asarray(box_heights, np.int64), np.asarray(box_widths, np.int64)
+    scales = np.ones(len(bh), dtype=np.int64)
+    for s in reversed(SCALES):  # 2, 4, 8: each one that fits overrides the smaller
+        scales[(bh >= s * out_height) & (bw >= s * out_width)] = s
+    return scales
+
+
+def scaled_sizes(heights: np.ndarray, widths: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The size libjpeg decodes an H x W image to at 1/s: (ceil(H/s), ceil(W/s))."""
+    h, w, s = (np.asarray(v, np.int64) for v in (heights, widths, scales))
+    return -(-h // s), -(-w // s)
+
+
+def map_boxes(boxes: np.ndarray, scales: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """(top, left, height, width) boxes in full-size pixels -> the same region in the images
+    decoded at 1/s (of size heights x widths): each edge x goes to x/s rounded half up."""
+    b = np.asarray(boxes, np.int64)
+    s = np.asarray(scales, np.int64)
+    top, left = (2 * b[:, 0] + s) // (2 * s), (2 * b[:, 1] + s) // (2 * s)
+    bottom, right = (2 * (b[:, 0] + b[:, 2]) + s) // (2 * s), (2 * (b[:, 1] + b[:, 3]) + s) // (2 * s)
+    bottom = np.minimum(np.maximum(bottom, top + 1), heights)
+    right = np.minimum(np.maximum(right, left + 1), widths)
+    top, left = np.minimum(top, bottom - 1), np.minimum(left, right - 1)
+    return np.stack([top, left, bottom - top, right - left], 1)
+
+
+def decode_jpeg_scaled(data: torch.Tensor | bytes, scale: int) -> np.ndarray:
+    """JPEG bytes -> uint8 [ceil(H/scale), ceil(W/scale), 3] RGB, decoded at 1/scale by libjpeg's
+    DCT scaling (scale 1, 2, 4 or 8). Raises ValueError for data that is not a decodable JPEG."""
+    from PIL import Image
+
+    if scale not in (1, *SCALES):
+        raise ValueError(f"scale must be 1, 2, 4 or 8, got {scale!r}")
+    raw = data.numpy().tobytes() if isinstance(data, torch.Tensor) else bytes(data)
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.format != "JPEG":
+                raise ValueError(f"not a JPEG (Pillow reads it as {img.format})")
+            width, height = img.size
+            if scale > 1:
+                # draft picks the largest libjpeg scale whose result is at least this size: 1/scale.
+                img.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+            want = (-(-width // scale), -(-height // scale))
+            if img.size != want:
+                raise ValueError(f"libjpeg scaled {width}x{height} to {img.size[0]}x{img.size[1]}, not to 1/{scale}")
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            return np.asarray(rgb)
+    except (OSError, SyntaxError) as exc:  # what Pillow raises for a broken file
+        raise ValueError(f"the JPEG does not decode ({exc})") from None
+
+
+_NVJPEG_FAILED: list[str] = []
+
+
+def decode_jpegs_cuda(datas: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor] | None:
+    """JPEG bytes (1-D uint8 CPU tensors) -> uint8 [H, W, 3] views on `device`, decoded by
+    nvJPEG in one batched call; None where torchvision has no nvJPEG or the batch does not
+    decode there (the caller then decodes on the CPU, which also names a damaged image)."""
+    if _NVJPEG_FAILED:
+        return None
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision >= 0.29 points at torchcodec on every call
+            images = decode_jpeg(list(datas), mode=ImageReadMode.RGB, device=device)
+    except (ImportError, RuntimeError, TypeError) as exc:
+        message = str(exc)
+        if "nvjpeg" in message.lower() or isinstance(exc, (ImportError, TypeError)):
+            # Missing everywhere, not just for this batch: stop trying.
+            _NVJPEG_FAILED.append(message)
+            warnings.warn(f"bridgedfast MixedLoader: nvJPEG decoding is not available ({message.splitlines()[0]}); "
+                          "decoding JPEGs on the CPU", RuntimeWarning, stacklevel=2)
+        return None
+    return [img.permute(1, 2, 0) for img in images]
+
+
+class PlannedCrop:
+    """An augment's random crop drawn before the images are decoded, so that each JPEG can be
+    decoded at the smallest size its crop allows. Works with augments shaped like
+    `bridgedfast.augment.TrainAugment` (`draw(heights, widths, generator) -> (boxes, flip)`,
+    `output_size`, `mean`, `std`, `antialias`, `out_dtype`, `channels_last`): calling it with the
+    drawn boxes computes exactly what `augment(images, generator)` computes."""
+
+    _NEEDED = ("draw", "output_size", "mean", "std", "antialias", "out_dtype", "channels_last")
+
+    def __init__(self, augment: Any) -> None:
+        self.augment = augment
+
+    @classmethod
+    def of(cls, augment: Any) -> "PlannedCrop | None":
+        if all(hasattr(augment, name) for name in cls._NEEDED) and callable(augment.draw):
+            return cls(augment)
+        return None
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return tuple(self.augment.output_size)  # type: ignore[return-value]
+
+    def draw(self, heights: np.ndarray, widths: np.ndarray, generator: torch.Generator) -> tuple[np.ndarray, torch.Tensor]:
+        boxes, flip = self.augment.draw(torch.from_numpy(np.asarray(heights, np.int64)),
+                                        torch.from_numpy(np.asarray(widths, np.int64)), generator)
+        return boxes.numpy(), flip
+
+    def __call__(self, packed, boxes: np.ndarray, flip: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        from .. import ops
+
+        a = self.augment
+        return ops.resized_crop(packed, torch.from_numpy(np.ascontiguousarray(boxes)), a.output_size, flip=flip,
+                                mean=a.mean, std=a.std, antialias=a.antialias, out_dtype=a.out_dtype,
+                                channels_last=a.channels_last, out=out)
