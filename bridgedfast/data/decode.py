@@ -41,10 +41,14 @@ JPEG_DECODE_MODES = ("auto", "full", "reduced", "nvjpeg")
 SCALES = (8, 4, 2)  # what Pillow's draft (libjpeg's scale_denom) offers besides 1
 
 # Reduced-size decoding against decoding at full size, both followed by the same resized crop,
-# on photo-like images (smooth gradients, texture, edges, sensor noise; JPEG quality 90): the
-# mean absolute difference per image stays below `mean` and the 99th percentile of the per-pixel
-# difference below `p99`, in 0-255 levels. tests/test_decode.py checks both.
-REDUCED_TOLERANCE = {"mean": 3.0, "p99": 16.0}
+# on photo-like images (smooth gradients, textures with periods down to 2.5 px, edges, sensor
+# noise; JPEG quality 90), per image in 0-255 levels: the mean absolute difference stays below
+# `mean` and the 99th percentile of the per-pixel difference below `p99` (measured: means 2.5-4
+# on average and up to 6.5, 99th percentiles up to 29, single pixels up to 64). libjpeg's
+# DCT-domain reduction filters fine texture differently from torchvision's antialiased bilinear
+# resize; that, not the box mapping, is most of it. Not a tight bound: hence not the default.
+# tests/test_decode.py checks both numbers.
+REDUCED_TOLERANCE = {"mean": 8.0, "p99": 36.0}
 
 
 def dct_scales(box_heights: np.ndarray, box_widths: np.ndarray, out_height: int, out_width: int) -> np.ndarray:
@@ -117,7 +121,8 @@ def decode_jpegs_cuda(datas: Sequence[torch.Tensor], device: torch.device) -> li
             images = decode_jpeg(list(datas), mode=ImageReadMode.RGB, device=device)
     except (ImportError, RuntimeError, TypeError) as exc:
         message = str(exc)
-        if "nvjpeg" in message.lower() or isinstance(exc, (ImportError, TypeError)):
+        missing = any(m in message.lower() for m in ("not compiled", "not available", "not supported", "no kernel"))
+        if missing or isinstance(exc, (ImportError, TypeError)):
             # Missing everywhere, not just for this batch: stop trying.
             _NVJPEG_FAILED.append(message)
             warnings.warn(f"bridgedfast MixedLoader: nvJPEG decoding is not available ({message.splitlines()[0]}); "
