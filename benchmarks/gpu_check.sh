@@ -95,19 +95,23 @@ EOF
 step_wheels() {
   if [[ -z "$GC_WHEELS" ]]; then skip "no wheels folder (.whl/ at the repo root, or --wheels DIR)"; fi
   shopt -s nullglob
-  local wheels=("$GC_WHEELS"/*.whl) todo=()
+  local wheels=("$GC_WHEELS"/*.whl) todo=() w
   if (( ${#wheels[@]} == 0 )); then skip "no .whl files in $GC_WHEELS"; fi
+  # A wheel whose distribution is installed at the same version is not needed; any other is
+  # installed into WORK/site, which comes first on PYTHONPATH.
   for w in "${wheels[@]}"; do
-    local dist
-    dist="$(basename "$w" | cut -d- -f1)"
-    if "$PY" -c "import importlib.metadata as m, sys; m.version(sys.argv[1])" "$dist" >/dev/null 2>&1; then
-      echo "already installed: $dist ($(basename "$w") not needed)"
-    else
-      todo+=("$w")
-    fi
+    if "$PY" - "$w" <<'EOF'; then todo+=("$w"); fi
+import importlib.metadata as md, os, sys
+name, version = os.path.basename(sys.argv[1]).split("-")[:2]
+try:
+    have = md.version(name)
+except md.PackageNotFoundError:
+    have = None
+print(f"{name} {version}: " + ("installed already" if have == version else f"to install (machine: {have})"))
+sys.exit(1 if have == version else 0)
+EOF
   done
   if (( ${#todo[@]} == 0 )); then note "all ${#wheels[@]} carried wheels already installed"; return 0; fi
-  echo "installing into $GC_SITE: ${todo[*]##*/}"
   "$PY" -m pip install --no-index --no-deps --no-warn-script-location --disable-pip-version-check -q \
       --target "$GC_SITE" "${todo[@]}" || return 1
   note "installed ${#todo[@]} wheel(s) into WORK/site: $(for w in "${todo[@]}"; do basename "$w" | cut -d- -f1-2; done | tr '\n' ' ')"
