@@ -6,8 +6,10 @@ Per batch: the sampler picks (store, image) pairs, then
     straight from the page cache (zero copy);
   * otherwise (CUDA, or JPEG images): the gather op copies the bytes into one packed buffer
     (pinned for CUDA) with OpenMP threads and no GIL, JPEGs are decoded into the same buffer
-    by a thread pool (libjpeg-turbo, GIL-free), and the buffer goes to the GPU with a
-    non-blocking copy on a side stream, where the augmentation runs;
+    by a thread pool (libjpeg-turbo, GIL-free; at reduced size with jpeg_decode="reduced"),
+    and the buffer goes to the GPU with a non-blocking copy on a side stream, where the
+    augmentation runs; on CUDA, JPEGs are decoded by nvJPEG on the GPU instead, the whole
+    batch in one call, straight into the packed batch there (`bridgedfast.data.decode`);
   * with `cache_on_device`, every decoded image lives on the device in one tensor and the batch
     is gathered there (a CUDA kernel on GPU): no CPU work per batch beyond a few index arrays.
 On the CPU the augmented batches are written into recycled buffers (`BufferPool`) when the
