@@ -243,3 +243,15 @@ def test_cuda_loader_names_a_damaged_jpeg(tmp_path):
                          shuffle=False)
     with pytest.raises(StoreCorruptError, match="image 3 is damaged"):
         list(loader)
+
+
+@pytest.mark.cuda
+def test_gpu_resident_cache_of_a_jpeg_store_decoded_by_nvjpeg(photo_store):
+    kwargs = dict(batch_size=8, augment=TrainAugment(32), seed=4, prefetch=0)
+    cached = MixedLoader(photo_store, device="cuda", cache_on_device=True, jpeg_decode="nvjpeg", **kwargs)
+    plain = MixedLoader(photo_store, device="cpu", jpeg_decode="full", **kwargs)
+    batches = list(zip(cached, plain))
+    assert len(batches) == len(photo_store) // 8
+    for (a, ta, _), (b, tb, _) in batches:
+        assert torch.equal(ta.cpu(), tb)
+        assert (to_levels(a) - to_levels(b)).abs().mean().item() < 2.0

@@ -483,7 +483,8 @@ class MixedLoader:
         return sum(int(_aligned(v.height * v.width * 3).sum()) for v in self._views if v is not None)
 
     def _build_cache(self) -> None:
-        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned)."""
+        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned;
+        JPEGs by nvJPEG when the loader decodes with it)."""
         sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
         starts, total = _offsets(np.concatenate(sizes))
         cache = torch.empty(total, dtype=torch.uint8, device=self.device)
@@ -497,9 +498,14 @@ class MixedLoader:
             self._check_intact(np.full(n, which == 1), np.arange(n))
             for lo in range(0, n, chunk):
                 idx = np.arange(lo, min(lo + chunk, n))
-                dst, end = _offsets(view.height[idx] * view.width[idx] * 3)
-                packed, event = self._gather_host(np.full(len(idx), which == 1), idx, dst, end,
-                                                  view.height[idx], view.width[idx])
+                is_syn, h, w = np.full(len(idx), which == 1), view.height[idx], view.width[idx]
+                dst, end = _offsets(h * w * 3)
+                packed = self._gather_nvjpeg(is_syn, idx, h, w) if self.jpeg_decode == "nvjpeg" else None
+                if packed is not None:  # decoded on the GPU (same layout), on the loader's stream
+                    torch.cuda.current_stream(self.device).wait_stream(self._stream)
+                    event = None
+                else:
+                    packed, event = self._gather_host(is_syn, idx, dst, end, h, w)
                 at = int(view.cache_offset[lo])
                 cache[at : at + end].copy_(packed.data[:end], non_blocking=event is not None)
                 if event is not None:
