@@ -124,7 +124,7 @@ def main() -> int:
         info = {}
     steps = read_steps(out)
     rows = read_rows(out)
-    bad_steps = [s for s in steps if s["status"] in ("fail", "timeout")]
+    bad_steps = [s for s in steps if s["status"] not in ("pass", "skipped")]  # fail, timeout, interrupted
     gpu_name = (info.get("gpus") or [{}])[0].get("name")
     title = "dry run (CPU, tiny sizes: plumbing only, no figure to quote)" if dry else (gpu_name or "no GPU found")
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -146,7 +146,7 @@ def main() -> int:
         "|---|---|---:|---:|---|",
     ]
     for s in steps:
-        status = s["status"].upper() if s["status"] in ("fail", "timeout") else s["status"]
+        status = s["status"].upper() if s in bad_steps else s["status"]
         lines.append(f"| {s['name']} | {status} | {s['seconds']} | {s['limit']} | {s['note'].replace('|', '/')} |")
     pytest_line, pytest_bad = junit_summary(out / "logs" / "pytest-cuda.xml")
     ctest = next((s["note"] for s in steps if s["name"] == "ctest"), "") or "did not run"

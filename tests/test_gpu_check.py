@@ -136,3 +136,25 @@ def test_bad_arguments_are_one_line_and_exit_code_2(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stopped_run_still_writes_its_report_and_ends_its_steps(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("PYTHONPATH", None)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(["bash", str(SCRIPT), "--dry-run", "--out", str(out), "--work", str(tmp_path / "work"),
+                             "--only", "info,pytest-cuda"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=tmp_path)
+    for line in proc.stdout:
+        if "pytest-cuda: start" in line:
+            break
+    proc.terminate()  # SIGTERM to the script while pytest runs
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1, rest
+    rows = step_rows((out / "gpu-check.md").read_text())
+    assert rows["info"][1] == "pass"
+    assert rows["pytest-cuda"][1] == "INTERRUPTED"
+    assert "Result: **FAIL (pytest-cuda interrupted)**" in (out / "gpu-check.md").read_text()
+    # The step's pytest (its command line names the junit file under OUT) was ended too.
+    left = subprocess.run(["pgrep", "-f", str(out / "logs")], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
