@@ -14,7 +14,7 @@
 #   --out       where gpu-check.md, logs/ and results/ go (default benchmarks/results/gpu-check)
 #   --work      scratch space: built models, datasets, installed wheels (default /tmp/bridgedfast-gpu-check)
 #   --wheels    wheels to install before anything else (default: .whl/ at the repo root, if present);
-#               only those whose distribution is not installed yet, into WORK/site (PYTHONPATH)
+#               those not installed at the same version, into WORK/site (first on PYTHONPATH)
 #   --budget    total seconds for all steps (default 480; the report takes a few more)
 #   --only      run only these steps (names as in the report), e.g. --only bench-generate-compile
 #   --limit     override one step's time limit, e.g. --limit pytest-cuda=300 (repeatable)
