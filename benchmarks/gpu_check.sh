@@ -164,6 +164,10 @@ step_cmake_build() {
   log="$(cmake "${args[@]}" 2>&1)" || { echo "$log"; return 1; }
   echo "$log"
   note "$(grep -o "bridgedfast: .*" <<< "$log" | sed 's/^bridgedfast: //' | head -1)"
+  if [[ $GC_DRY == 0 ]] && grep -q "CUDA kernels OFF" <<< "$log"; then
+    note "no CUDA ctest binaries without nvcc (set CUDA_HOME or put nvcc on PATH)"
+    return 1
+  fi
   cmake --build "$GC_CMAKE" -j "${MAX_JOBS:-$(nproc)}"
 }
 
