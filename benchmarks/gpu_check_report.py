@@ -70,12 +70,18 @@ def junit_summary(path: Path) -> tuple[str, list[str]]:
     failed = sum(int(s.get("failures", 0)) for s in suites)
     errors = sum(int(s.get("errors", 0)) for s in suites)
     skipped = sum(int(s.get("skipped", 0)) for s in suites)
-    bad = []
+    bad, reasons = [], {}
     for case in root.iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
             bad.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+        skip = case.find("skipped")
+        if skip is not None:
+            reason = (skip.get("message") or "").strip()
+            reasons[reason] = reasons.get(reason, 0) + 1
     passed = total - failed - errors - skipped
-    return f"{passed} passed, {failed} failed, {errors} errors, {skipped} skipped (of {total})", bad
+    why = "; ".join(f"{n} x {r!r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:8])
+    line = f"{passed} passed, {failed} failed, {errors} errors, {skipped} skipped (of {total})"
+    return line + (f"; skipped because: {why}" if why else ""), bad
 
 
 def machine_lines(info: dict, dry: bool) -> list[str]:
