@@ -95,23 +95,30 @@ def test_decode_jpeg_scaled_refuses_what_it_cannot_decode():
         decode.decode_jpeg_scaled(png.getvalue(), 2)
 
 
-def test_map_boxes_is_exact_on_the_reduced_grid_and_within_half_a_pixel_elsewhere():
+def test_snap_boxes_rounds_edges_to_the_reduced_grid_and_maps_them_exactly():
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        s = int(rng.choice([2, 4, 8]))
+    for _ in range(300):
+        s = int(rng.choice([1, 2, 4, 8]))
         h, w = int(rng.integers(s, 600)), int(rng.integers(s, 600))
-        bh, bw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+        bh, bw = int(rng.integers(min(2 * s, h), h + 1)), int(rng.integers(min(2 * s, w), w + 1))
         top, left = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
-        sh, sw = -(-h // s), -(-w // s)
-        t, l, mh, mw = decode.map_boxes(np.array([[top, left, bh, bw]]), np.array([s]), np.array([sh]), np.array([sw]))[0]
-        assert 0 <= t and 0 <= l and mh >= 1 and mw >= 1 and t + mh <= sh and l + mw <= sw
-        if bh >= 2 * s and bw >= 2 * s:  # edges within half a reduced pixel of x / s
-            for got, want in ((t, top / s), (l, left / s), (t + mh, (top + bh) / s), (l + mw, (left + bw) / s)):
-                assert abs(got - want) <= 0.5, (got, want, s)
-    # Edges on the reduced grid map exactly (hand computation).
-    boxes = np.array([[8, 16, 64, 32], [0, 0, 100, 100], [6, 2, 10, 6]])
-    assert decode.map_boxes(boxes, np.array([4, 4, 2]), np.array([50, 50, 50]), np.array([50, 50, 50])).tolist() == [
-        [2, 4, 16, 8], [0, 0, 25, 25], [3, 1, 5, 3]]
+        full, small = decode.snap_boxes(np.array([[top, left, bh, bw]]), np.array([s]), np.array([h]), np.array([w]))
+        (ft, fl, fh, fw), (st, sl, sh, sw) = full[0].tolist(), small[0].tolist()
+        assert 0 <= ft and 0 <= fl and fh >= 1 and fw >= 1 and ft + fh <= h and fl + fw <= w
+        assert st + sh <= -(-h // s) and sl + sw <= -(-w // s) and sh >= 1 and sw >= 1
+        # Exact: the reduced box is the full-size box divided by s (the far edge may be the image's).
+        assert (ft, fl) == (st * s, sl * s)
+        assert ft + fh in ((st + sh) * s, h) and fl + fw in ((sl + sw) * s, w)
+        if s == 1:
+            assert (ft, fl, fh, fw) == (top, left, bh, bw)
+        if bh >= 2 * s and bw >= 2 * s:  # each edge moved by at most s/2
+            assert abs(ft - top) <= s / 2 and abs(fl - left) <= s / 2
+            assert abs(ft + fh - (top + bh)) <= s / 2 and abs(fl + fw - (left + bw)) <= s / 2
+    # Hand computation: (top, left, height, width) at scales 4, 4, 2 in 50x50 images.
+    full, small = decode.snap_boxes(np.array([[8, 16, 64, 32], [1, 2, 47, 48], [5, 2, 10, 7]]), np.array([4, 4, 2]),
+                                    np.array([200, 50, 50]), np.array([200, 50, 50]))
+    assert small.tolist() == [[2, 4, 16, 8], [0, 1, 12, 12], [3, 1, 5, 4]]
+    assert full.tolist() == [[8, 16, 64, 32], [0, 4, 48, 46], [6, 2, 10, 8]]
 
 
 def reference_batch(store: ImageStore, index: np.ndarray, boxes: torch.Tensor, flip: torch.Tensor, size: int) -> torch.Tensor:
@@ -134,6 +141,8 @@ def to_levels(x: torch.Tensor) -> torch.Tensor:
 
 
 def loader_and_reference(store: ImageStore, jpeg_decode: str, device: str = "cpu", size: int = 32):
+    """The loader's batches beside the reference with the same draws; for reduced decoding the
+    reference crops the box rounded to the reduced grid (what the loader crops)."""
     augment = TrainAugment(size, scale=(0.3, 1.0))
     loader = MixedLoader(store, batch_size=8, augment=augment, seed=3, prefetch=0, jpeg_decode=jpeg_decode,
                          device=device, shuffle=True)
@@ -143,7 +152,10 @@ def loader_and_reference(store: ImageStore, jpeg_decode: str, device: str = "cpu
         g = torch.Generator().manual_seed(batch_seed(3, 1, 0, b))
         sizes = store.sizes[torch.from_numpy(index)]
         boxes, flip = augment.draw(sizes[:, 0], sizes[:, 1], g)
-        yield images, reference_batch(store, index, boxes, flip, size), boxes
+        scales = decode.dct_scales(boxes[:, 2].numpy(), boxes[:, 3].numpy(), size, size)
+        if jpeg_decode == "reduced":
+            boxes = torch.from_numpy(decode.snap_boxes(boxes.numpy(), scales, sizes[:, 0].numpy(), sizes[:, 1].numpy())[0])
+        yield images, reference_batch(store, index, boxes, flip, size), scales
 
 
 def test_full_size_decoding_equals_torchvision_on_the_full_image(photo_store):
@@ -153,8 +165,8 @@ def test_full_size_decoding_equals_torchvision_on_the_full_image(photo_store):
 
 def test_reduced_size_decoding_stays_within_the_documented_tolerance(photo_store):
     reduced = 0
-    for images, reference, boxes in loader_and_reference(photo_store, "reduced"):
-        reduced += int((decode.dct_scales(boxes[:, 2].numpy(), boxes[:, 3].numpy(), 32, 32) > 1).sum())
+    for images, reference, scales in loader_and_reference(photo_store, "reduced"):
+        reduced += int((scales > 1).sum())
         diff = (to_levels(images) - reference).abs()
         for d in diff:
             assert d.mean().item() <= decode.REDUCED_TOLERANCE["mean"]

@@ -332,7 +332,7 @@ class MixedLoader:
     def _gather_reduced(self, is_syn, index, heights, widths, generator):
         """Draws the batch's crops first, then decodes each JPEG at the smallest libjpeg scale
         that keeps its crop at least the output size, into a packed buffer of the reduced sizes;
-        returns (packed, copy event, (boxes mapped into the reduced images, flip))."""
+        returns (packed, copy event, (boxes rounded onto the reduced grids, in the reduced images, flip))."""
         boxes, flip = self._planned.draw(heights, widths, generator)
         out_h, out_w = self._planned.output_size
         scales = np.ones(len(index), dtype=np.int64)
@@ -344,7 +344,7 @@ class MixedLoader:
         small_h, small_w = _decode.scaled_sizes(heights, widths, scales)
         dst, total = _offsets(small_h * small_w * 3)
         packed, event = self._gather_host(is_syn, index, dst, total, small_h, small_w, scales)
-        return packed, event, (_decode.map_boxes(boxes, scales, small_h, small_w), flip)
+        return packed, event, (_decode.snap_boxes(boxes, scales, heights, widths)[1], flip)
 
     def _gather_nvjpeg(self, is_syn, index, heights, widths) -> PackedImages | None:
         """The batch packed on the GPU: raw images gathered on the host and copied over, JPEGs
