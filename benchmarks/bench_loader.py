@@ -7,7 +7,8 @@ content. JPEG rows: on the CPU, full-size decoding (the default) and jpeg_decode
 full-size decoding alone (no augmentation: the ceiling of any loader that decodes on the CPU);
 on CUDA, batched nvJPEG (the default there) and CPU decoding.
 
-  python benchmarks/bench_loader.py [--device cpu|cuda] [--images 512] [--batch 64] [--size 224] [--workers 2] [--quick]
+  python benchmarks/bench_loader.py [--device cpu|cuda] [--images 512] [--batch 64] [--size 224] [--workers 2]
+                                    [--sides 300 500] [--quick]
 
 On the CPU our loader writes its batches into recycled output buffers (it reuses one only when
 the batch it held is no longer referenced; the timed loop drops each batch, as a training loop
@@ -231,6 +232,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="peer DataLoader workers = our gather/decode threads")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: --workers)")
     ap.add_argument("--rounds", type=int, default=5, help="timed epochs per candidate (median reported)")
+    ap.add_argument("--sides", type=int, nargs=2, default=(300, 500), metavar=("MIN", "MAX"),
+                    help="image sides in pixels, each drawn from MIN..MAX (default 300 500)")
     ap.add_argument("--data", type=Path, default=None, help="keep the generated images and stores here")
     ap.add_argument("--quick", action="store_true", help="a few tiny images, one round: a smoke run of a few seconds")
     args = ap.parse_args()
@@ -246,7 +249,7 @@ def main() -> None:
     root = args.data or Path(tempfile.mkdtemp(prefix="bench_loader_"))
     folder = root / "jpeg"
     if not folder.exists():
-        make_jpeg_folder(folder, args.images, scale=0.25 if args.quick else 1.0)
+        make_jpeg_folder(folder, args.images, scale=0.25 if args.quick else 1.0, sides=tuple(args.sides))
     stores = {}
     for encoding in ("raw", "jpeg"):
         path = root / f"store-{encoding}"
