@@ -14,7 +14,7 @@
 #   --out       where gpu-check.md, logs/ and results/ go (default benchmarks/results/gpu-check)
 #   --work      scratch space: built models, datasets, installed wheels (default /tmp/bridgedfast-gpu-check)
 #   --wheels    wheels to install before anything else (default: .whl/ at the repo root, if present);
-#               those not installed at the same version, into WORK/site (first on PYTHONPATH)
+#               those not installed at the same version, into WORK/site (on PYTHONPATH, ahead of site-packages)
 #   --budget    total seconds for all steps (default 480; the report takes a few more)
 #   --only      run only these steps (names as in the report), e.g. --only bench-generate-compile
 #   --limit     override one step's time limit, e.g. --limit pytest-cuda=300 (repeatable)
@@ -98,7 +98,7 @@ step_wheels() {
   local wheels=("$GC_WHEELS"/*.whl) todo=() w
   if (( ${#wheels[@]} == 0 )); then skip "no .whl files in $GC_WHEELS"; fi
   # A wheel whose distribution is installed at the same version is not needed; any other is
-  # installed into WORK/site, which comes first on PYTHONPATH.
+  # installed into WORK/site, which is on PYTHONPATH (ahead of site-packages).
   for w in "${wheels[@]}"; do
     if "$PY" - "$w" <<'EOF'; then todo+=("$w"); fi
 import importlib.metadata as md, os, sys
