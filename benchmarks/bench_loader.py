@@ -1,9 +1,14 @@
 """Loader throughput, store -> augmented batch: bridgedfast MixedLoader (gather op + fused
 TrainAugment) vs torchvision ImageFolder + DataLoader with the same transforms (RandomResizedCrop
 antialias + flip + ToDtype + Normalize) and the same number of workers, on the same images
-(the peer reads them as JPEG files; ours from a packed store, raw or JPEG).
+(the peer reads them as JPEG files; ours from a packed store, raw or JPEG). The images are
+photo-like (gradients, textures, edges, noise; JPEG quality 90), since decoding time depends on
+content. JPEG rows: on the CPU, full-size decoding (the default) and jpeg_decode='reduced', plus
+full-size decoding alone (no augmentation: the ceiling of any loader that decodes on the CPU);
+on CUDA, batched nvJPEG (the default there) and CPU decoding.
 
-  python benchmarks/bench_loader.py [--device cpu|cuda] [--images 512] [--batch 64] [--size 224] [--workers 2] [--quick]
+  python benchmarks/bench_loader.py [--device cpu|cuda] [--images 512] [--batch 64] [--size 224] [--workers 2]
+                                    [--sides 300 500] [--quick]
 
 On the CPU our loader writes its batches into recycled output buffers (it reuses one only when
 the batch it held is no longer referenced; the timed loop drops each batch, as a training loop
@@ -12,6 +17,7 @@ does). --quick: a few tiny images and one round, a smoke run of a few seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -27,28 +33,76 @@ from common import Result, compare, save  # noqa: E402
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def make_jpeg_folder(root: Path, images: int, classes: int = 8, seed: int = 0, scale: float = 1.0) -> Path:
-    """ImageNet-like JPEGs (about 500x375 times `scale`, quality 90) in class sub-folders."""
+def _smooth(rng: np.random.Generator, h: int, w: int, cells: int, channels: int) -> np.ndarray:
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    for i in range(images):
-        h, w = int(rng.integers(300, 420) * scale), int(rng.integers(400, 520) * scale)
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = np.stack([np.sin(yy / rng.uniform(5, 40)), np.cos(xx / rng.uniform(5, 40)), np.sin((xx + yy) / 30)], -1)
-        pixels = np.clip(127 + 100 * base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    coarse = rng.uniform(0, 255, (cells, cells, channels) if channels > 1 else (cells, cells)).astype(np.uint8)
+    return np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), dtype=np.float32)
+
+
+def photo_like(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A photo-like uint8 [h, w, 3] image, since JPEG decoding time depends on content: smooth
+    colour fields, oriented textures at three scales (2.5-30 px periods) under smooth masks,
+    textured hard-edged shapes, and sensor noise (std 4). About 2.4 bits per pixel at quality 90."""
+    from PIL import Image, ImageDraw
+
+    img = _smooth(rng, h, w, int(rng.integers(3, 7)), 3)
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
+    for period in (rng.uniform(2.5, 5), rng.uniform(5, 12), rng.uniform(12, 30)):
+        angle = rng.uniform(0, np.pi)
+        wave = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * np.float32(2 * np.pi / period))
+        img += (_smooth(rng, h, w, 4, 1) * np.float32(rng.uniform(0.05, 0.15)) * wave)[..., None]
+    shapes = Image.new("L", (w, h))
+    draw = ImageDraw.Draw(shapes)
+    for k in range(int(rng.integers(3, 8))):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        box = [x0, y0, x0 + int(rng.integers(w // 10 + 1, w // 2 + 2)), y0 + int(rng.integers(h // 10 + 1, h // 2 + 2))]
+        (draw.ellipse if rng.uniform() < 0.5 else draw.rectangle)(box, fill=k + 1)
+    label = np.asarray(shapes)
+    palette = rng.uniform(0, 255, (9, 3)).astype(np.float32)
+    inside = label > 0
+    img[inside] = 0.35 * img[inside] + 0.65 * palette[label[inside]]
+    img += rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(4)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_jpeg_folder(root: Path, images: int, classes: int = 8, seed: int = 0, scale: float = 1.0,
+                     sides: tuple[int, int] = (300, 500)) -> Path:
+    """Photo-like JPEGs (quality 90; each side drawn from `sides`, times `scale`) in class sub-folders."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def one(i: int) -> None:
+        rng = np.random.default_rng([seed, i])
+        h, w = (int(rng.integers(sides[0], sides[1] + 1) * scale) for _ in range(2))
         folder = root / f"class_{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=90)
+        Image.fromarray(photo_like(h, w, rng)).save(folder / f"{i:05d}.jpg", quality=90)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(one, range(images)))
     return root
 
 
-def ours_fn(store, batch: int, size: int, workers: int, device: str, cache: bool = False):
+def bits_per_pixel(folder: Path) -> float:
+    from PIL import Image
+
+    bits = pixels = 0
+    for path in folder.rglob("*.jpg"):
+        with Image.open(path) as img:
+            pixels += img.width * img.height
+        bits += 8 * path.stat().st_size
+    return bits / max(pixels, 1)
+
+
+def ours_fn(store, batch: int, size: int, workers: int, device: str, cache: bool = False, jpeg_decode: str = "auto"):
     from bridgedfast.augment import TrainAugment
     from bridgedfast.data import MixedLoader
 
     loader = MixedLoader(store, None, batch_size=batch, augment=TrainAugment(size, mean=MEAN, std=STD), device=device,
-                         workers=workers, cache_on_device=cache, prefetch=2)
+                         workers=workers, cache_on_device=cache, prefetch=2, jpeg_decode=jpeg_decode)
     epoch = [0]
 
     def run():
@@ -110,6 +164,24 @@ def augment_only_fn(store, batch: int, size: int, device: str):
     return run, len(batches) * batch
 
 
+def decode_only_fn(store, workers: int):
+    """Every image of the store decoded at full size by libjpeg-turbo on `workers` threads, nothing
+    else: the ceiling of any loader that decodes the whole JPEG on the CPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridgedfast.data.store import decode_jpeg
+
+    pool = ThreadPoolExecutor(workers)
+    data = [store.encoded(i) for i in range(len(store))]
+    chunks = [data[k::workers] for k in range(workers)]
+
+    def run():
+        for _ in pool.map(lambda chunk: [decode_jpeg(x) for x in chunk], chunks):
+            pass
+
+    return run, len(store)
+
+
 def interleaved(runs: dict, rounds: int) -> dict[str, float]:
     """Images/s of each (run, items) pair: median over `rounds` full epochs, the candidates
     taking turns so that load from other processes on a shared machine hits them alike."""
@@ -160,6 +232,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="peer DataLoader workers = our gather/decode threads")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: --workers)")
     ap.add_argument("--rounds", type=int, default=5, help="timed epochs per candidate (median reported)")
+    ap.add_argument("--sides", type=int, nargs=2, default=(300, 500), metavar=("MIN", "MAX"),
+                    help="image sides in pixels, each drawn from MIN..MAX (default 300 500)")
     ap.add_argument("--data", type=Path, default=None, help="keep the generated images and stores here")
     ap.add_argument("--quick", action="store_true", help="a few tiny images, one round: a smoke run of a few seconds")
     args = ap.parse_args()
@@ -175,7 +249,7 @@ def main() -> None:
     root = args.data or Path(tempfile.mkdtemp(prefix="bench_loader_"))
     folder = root / "jpeg"
     if not folder.exists():
-        make_jpeg_folder(folder, args.images, scale=0.25 if args.quick else 1.0)
+        make_jpeg_folder(folder, args.images, scale=0.25 if args.quick else 1.0, sides=tuple(args.sides))
     stores = {}
     for encoding in ("raw", "jpeg"):
         path = root / f"store-{encoding}"
@@ -185,24 +259,40 @@ def main() -> None:
 
             stores[encoding] = ImageStore(path)
 
+    bpp = bits_per_pixel(folder)
+    print(f"{len(stores['jpeg'])} photo-like JPEGs, quality 90, {bpp:.2f} bits per pixel")
     runs = {"peer": peer_fn(folder, args.batch, args.size, args.workers, args.device)}
     names = {"peer": f"torchvision ImageFolder + DataLoader ({args.workers} workers)"}
-    variants = [("raw", False), ("jpeg", False)] + ([("raw", True)] if args.device.startswith("cuda") else [])
-    for encoding, cache in variants:
-        key = f"{encoding}{'-cache' if cache else ''}"
-        runs[key] = ours_fn(stores[encoding], args.batch, args.size, args.workers, args.device, cache)
-        names[key] = f"bridgedfast MixedLoader ({encoding} store{', GPU-resident cache' if cache else ''})"
+    cuda = args.device.startswith("cuda")
+    # (key, store, GPU cache, jpeg_decode, title suffix, our name)
+    variants = [("raw", "raw", False, "auto", "raw store", "raw store")]
+    if cuda:
+        variants += [("jpeg", "jpeg", False, "auto", "jpeg store", "jpeg store, nvJPEG on the GPU"),
+                     ("jpeg-cpu", "jpeg", False, "full", "jpeg store, CPU decoding", "jpeg store, libjpeg-turbo on the CPU"),
+                     ("raw-cache", "raw", True, "auto", "raw store, GPU cache", "raw store, GPU-resident cache")]
+    else:
+        variants += [("jpeg", "jpeg", False, "auto", "jpeg store", "jpeg store, full-size decoding"),
+                     ("jpeg-reduced", "jpeg", False, "reduced", "jpeg store, reduced-size decoding",
+                      "jpeg store, jpeg_decode='reduced'")]
+    for key, encoding, cache, mode, _, name in variants:
+        runs[key] = ours_fn(stores[encoding], args.batch, args.size, args.workers, args.device, cache, mode)
+        names[key] = f"bridgedfast MixedLoader ({name})"
     runs["bound"] = augment_only_fn(stores["raw"], args.batch, args.size, args.device)
     names["bound"] = "TrainAugment alone on in-memory batches (upper bound; CPU: output reused)"
+    if not cuda:
+        runs["decode"] = decode_only_fn(stores["jpeg"], args.workers)
+        names["decode"] = f"full-size JPEG decoding alone, {args.workers} threads (ceiling of CPU decoding)"
     speed = interleaved(runs, args.rounds)
     result = {key: Result(names[key], speed[key]) for key in runs}
     rows = []
-    for encoding, cache in variants:
-        key = f"{encoding}{'-cache' if cache else ''}"
-        title = f"loader: store -> augmented batch {args.batch}x3x{args.size}x{args.size}, {encoding} store"
-        rows += compare(title + (", GPU cache" if cache else ""), result[key], [result["peer"]], args.device)
+    for key, _, _, _, suffix, _ in variants:
+        title = f"loader: store -> augmented batch {args.batch}x3x{args.size}x{args.size}, {suffix}"
+        rows += compare(title, result[key], [result["peer"]], args.device)
     rows += compare("loader efficiency: raw-store loader vs its augmentation alone", result["raw"], [result["bound"]],
                     args.device)
+    if not cuda:
+        rows += compare(f"JPEG decoding alone ({bpp:.1f} bits/pixel) vs the whole peer loader", result["decode"],
+                        [result["peer"]], args.device)
     print("saved", save("loader", rows, args.device))
 
 

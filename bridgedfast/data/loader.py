@@ -6,8 +6,10 @@ Per batch: the sampler picks (store, image) pairs, then
     straight from the page cache (zero copy);
   * otherwise (CUDA, or JPEG images): the gather op copies the bytes into one packed buffer
     (pinned for CUDA) with OpenMP threads and no GIL, JPEGs are decoded into the same buffer
-    by a thread pool (libjpeg-turbo, GIL-free), and the buffer goes to the GPU with a
-    non-blocking copy on a side stream, where the augmentation runs;
+    by a thread pool (libjpeg-turbo, GIL-free; at reduced size with jpeg_decode="reduced"),
+    and the buffer goes to the GPU with a non-blocking copy on a side stream, where the
+    augmentation runs; on CUDA, JPEGs are decoded by nvJPEG on the GPU instead, the whole
+    batch in one call, straight into the packed batch there (`bridgedfast.data.decode`);
   * with `cache_on_device`, every decoded image lives on the device in one tensor and the batch
     is gathered there (a CUDA kernel on GPU): no CPU work per batch beyond a few index arrays.
 On the CPU the augmented batches are written into recycled buffers (`BufferPool`) when the
@@ -34,6 +36,7 @@ import torch
 
 from ..ops import _to_device_async
 from ..packed import PackedImages
+from . import decode as _decode
 from .buffers import BufferPool
 from .format import ENCODINGS, StoreCorruptError, shard_name
 from .mapping import map_contiguous
@@ -123,6 +126,11 @@ class MixedLoader:
     recycle_outputs: on the CPU, write batches into a pool of prefetch + 3 recycled buffers
       (when the augment supports `out=`); a buffer is reused only when no yielded batch that
       used it is referenced any more. False allocates every batch afresh.
+    jpeg_decode: how JPEG images are decoded (see `bridgedfast.data.decode`): "full" = at full
+      size on the CPU; "reduced" = on the CPU at 1/2, 1/4 or 1/8 size wherever the drawn crop is
+      still at least the output size after it (needs a TrainAugment-like augment; pixels differ
+      slightly from "full"); "nvjpeg" = batched on the GPU (device="cuda" only), falling back to
+      the CPU for a batch nvJPEG cannot decode; "auto" = "nvjpeg" on CUDA, "full" on the CPU.
     Call `set_epoch(epoch)` before each epoch, as with DistributedSampler.
     """
 
@@ -146,7 +154,10 @@ class MixedLoader:
         cache_on_device: bool | str = False,
         pin_memory: bool | None = None,
         recycle_outputs: bool = True,
+        jpeg_decode: str = "auto",
     ) -> None:
+        if jpeg_decode not in _decode.JPEG_DECODE_MODES:
+            raise ValueError(f"jpeg_decode must be one of {list(_decode.JPEG_DECODE_MODES)}, got {jpeg_decode!r}")
         self.real, self.synthetic = _open(real), _open(synthetic)
         if self.real is None and self.synthetic is None:
             raise ValueError("MixedLoader needs a real store, a synthetic store, or both")
@@ -170,7 +181,14 @@ class MixedLoader:
         if self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.classes: list[str] = list(classes) if classes is not None else (self.real or self.synthetic).classes
+        if jpeg_decode == "nvjpeg" and self.device.type != "cuda":
+            raise ValueError(f"jpeg_decode='nvjpeg' decodes on the GPU: it needs device='cuda', got {str(device)!r}")
+        self.jpeg_decode = ("nvjpeg" if self.device.type == "cuda" else "full") if jpeg_decode == "auto" else jpeg_decode
         self.augment = augment
+        self._planned = _decode.PlannedCrop.of(augment) if self.jpeg_decode == "reduced" else None
+        if self.jpeg_decode == "reduced" and self._planned is None:
+            warnings.warn(f"MixedLoader(jpeg_decode='reduced'): {type(augment).__name__} does not draw its crop boxes "
+                          "(as TrainAugment.draw does), so JPEGs are decoded at full size", RuntimeWarning, stacklevel=2)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.batch_size = batch_size
         self.prefetch = prefetch
@@ -264,24 +282,35 @@ class MixedLoader:
                 view = self._views[which]
                 targets[mask] = view.targets[index[mask]]
                 heights[mask], widths[mask] = view.height[index[mask]], view.width[index[mask]]
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
         event = None
+        crop = None  # (boxes, flip) drawn before decoding, for reduced-size JPEG decoding
         if self._cache is not None:
             packed = self._gather_cached(is_syn, index, heights, widths)
         else:
             self._check_intact(is_syn, index)
             packed = self._zero_copy(is_syn, index, heights, widths)
+            if packed is None and self.jpeg_decode == "nvjpeg":
+                packed = self._gather_nvjpeg(is_syn, index, heights, widths)
+            if packed is None and self._planned is not None and self._has_jpeg(is_syn, index):
+                packed, event, crop = self._gather_reduced(is_syn, index, heights, widths, generator)
             if packed is None:
                 dst, total = _offsets(heights * widths * 3)
                 packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
-        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
         targets_t = torch.from_numpy(targets)
         is_syn_t = torch.from_numpy(is_syn.copy())
+
+        def augment(images: PackedImages, out: torch.Tensor | None = None) -> torch.Tensor:
+            if crop is not None:
+                return self._planned(images, *crop, out=out)
+            return self.augment(images, generator) if out is None else self.augment(images, generator, out=out)
+
         if self._stream is not None:
             with torch.cuda.stream(self._stream):
                 if packed.device.type == "cpu":
                     packed = packed.to(self.device, non_blocking=True)
                     event.record(self._stream)  # the host buffer may be reused once this copy is done
-                images = self.augment(packed, generator)
+                images = augment(packed)
                 targets_t = _to_device_async(targets_t, self.device)
                 is_syn_t = _to_device_async(is_syn_t, self.device)
                 ready = torch.cuda.Event()
@@ -293,8 +322,61 @@ class MixedLoader:
                 out = self._outputs.empty(shape, dtype, memory_format)
             else:
                 out = torch.empty(shape, dtype=dtype, memory_format=memory_format)
-            return self.augment(packed, generator, out=out), targets_t, is_syn_t, None
-        return self.augment(packed, generator), targets_t, is_syn_t, None
+            return augment(packed, out), targets_t, is_syn_t, None
+        return augment(packed), targets_t, is_syn_t, None
+
+    def _has_jpeg(self, is_syn: np.ndarray, index: np.ndarray) -> bool:
+        return any(mask.any() and self._views[which].is_jpeg[index[mask]].any()
+                   for which, mask in ((0, ~is_syn), (1, is_syn)))
+
+    def _gather_reduced(self, is_syn, index, heights, widths, generator):
+        """Draws the batch's crops first, then decodes each JPEG at the smallest libjpeg scale
+        that keeps its crop at least the output size, into a packed buffer of the reduced sizes;
+        returns (packed, copy event, (boxes rounded onto the reduced grids, in the reduced images, flip))."""
+        boxes, flip = self._planned.draw(heights, widths, generator)
+        out_h, out_w = self._planned.output_size
+        scales = np.ones(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                pos = np.flatnonzero(mask)
+                jpeg = self._views[which].is_jpeg[index[pos]]
+                scales[pos[jpeg]] = _decode.dct_scales(boxes[pos[jpeg], 2], boxes[pos[jpeg], 3], out_h, out_w)
+        small_h, small_w = _decode.scaled_sizes(heights, widths, scales)
+        dst, total = _offsets(small_h * small_w * 3)
+        packed, event = self._gather_host(is_syn, index, dst, total, small_h, small_w, scales)
+        return packed, event, (_decode.snap_boxes(boxes, scales, heights, widths)[1], flip)
+
+    def _gather_nvjpeg(self, is_syn, index, heights, widths) -> PackedImages | None:
+        """The batch packed on the GPU: raw images gathered on the host and copied over, JPEGs
+        decoded there by nvJPEG in one call. None when nvJPEG cannot decode this batch (the
+        host path then decodes it on the CPU)."""
+        jobs = []
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view, pos = self._views[which], np.flatnonzero(mask)
+                jobs += [(view, int(i), int(p)) for i, p in zip(index[pos], pos) if view.is_jpeg[i]]
+        if not jobs:
+            return None
+        dst, total = _offsets(heights * widths * 3)
+        with torch.cuda.stream(self._stream):
+            decoded = _decode.decode_jpegs_cuda([view.store.encoded(i) for view, i, _ in jobs], self.device)
+            if decoded is None:
+                return None
+            for (view, i, p), image in zip(jobs, decoded):
+                if tuple(image.shape) != (heights[p], widths[p], 3):
+                    raise StoreCorruptError(
+                        f"{view.store.path}: image {i} is damaged: JPEG decodes to {tuple(image.shape)}, "
+                        f"index says {(int(heights[p]), int(widths[p]), 3)}"
+                    )
+            out = torch.empty(total, dtype=torch.uint8, device=self.device)
+            if len(jobs) < len(index):  # raw images too: gathered on the host, one copy over
+                host, event = self._gather_host(is_syn, index, dst, total, heights, widths, skip_jpeg=True)
+                out.copy_(host.data[:total], non_blocking=True)
+                event.record(self._stream)
+            for (view, i, p), image in zip(jobs, decoded):
+                out[dst[p] : dst[p] + image.numel()].view(image.shape).copy_(image)
+                image.record_stream(self._stream)  # nvJPEG may have allocated it on its own stream
+        return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
 
     def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
         for which, mask in ((0, ~is_syn), (1, is_syn)):
@@ -343,7 +425,10 @@ class MixedLoader:
             slot[1] = torch.cuda.Event()
         return slot[0][:nbytes], slot[1]
 
-    def _gather_host(self, is_syn, index, dst, total, heights, widths):
+    def _gather_host(self, is_syn, index, dst, total, heights, widths, scales=None, skip_jpeg=False):
+        """The batch packed in a (pinned, for CUDA) host buffer: raw images by the gather op,
+        JPEGs decoded into it by the thread pool (at 1/scales[p] of their size where scales is
+        given; heights/widths are then the decoded sizes). skip_jpeg leaves the JPEGs' slots empty."""
         from ..ops import gather_images
 
         out, event = self._host_buffer(total)
@@ -358,28 +443,39 @@ class MixedLoader:
             items.append(np.stack([view.source[raw_idx], view.offset[raw_idx], view.nbytes[raw_idx], dst[raw_pos]], 1))
             jpegs += [(view, int(i), int(p)) for i, p in zip(idx[jpeg], pos[jpeg])]
         gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
-        if jpegs:
-            self._decode_into(out, jpegs, dst, heights, widths)
+        if jpegs and not skip_jpeg:
+            self._decode_into(out, jpegs, dst, heights, widths, scales)
         index_t = torch.from_numpy(np.stack([dst, heights, widths], 1))
         return PackedImages(out, index_t), event
 
-    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths) -> None:
+    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths, scales=None) -> None:
         def decode(job) -> None:
             view, i, p = job
+            scale = 1 if scales is None else int(scales[p])
             try:
-                pixels = decode_jpeg(view.store.encoded(i))
+                if scale == 1:
+                    pixels = decode_jpeg(view.store.encoded(i))
+                else:  # a read-only numpy array (Pillow's), copied straight into the batch
+                    pixels = _decode.decode_jpeg_scaled(view.store.encoded(i), scale)
             except Exception as exc:
                 raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
             if tuple(pixels.shape) != (heights[p], widths[p], 3):
+                full = "" if scale == 1 else f" at 1/{scale} of its size"
                 raise StoreCorruptError(
-                    f"{view.store.path}: image {i} is damaged: JPEG decodes to {tuple(pixels.shape)}, "
+                    f"{view.store.path}: image {i} is damaged: JPEG decodes{full} to {tuple(pixels.shape)}, "
                     f"index says {(int(heights[p]), int(widths[p]), 3)}"
                 )
-            out[dst[p] : dst[p] + pixels.numel()].view(pixels.shape).copy_(pixels)
+            target = out[dst[p] : dst[p] + int(heights[p] * widths[p] * 3)].view(*pixels.shape)
+            if isinstance(pixels, np.ndarray):
+                target.numpy()[...] = pixels
+            else:
+                target.copy_(pixels)
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
-        for _ in self._pool.map(decode, jpegs):
+        # One task per worker (every workers-th image): fewer hand-offs than one task per image.
+        chunks = [jpegs[k :: self.workers] for k in range(min(self.workers, len(jpegs)))]
+        for _ in self._pool.map(lambda chunk: [decode(job) for job in chunk], chunks):
             pass
 
     # -- the device-resident cache ---------------------------------------------------------
@@ -387,7 +483,8 @@ class MixedLoader:
         return sum(int(_aligned(v.height * v.width * 3).sum()) for v in self._views if v is not None)
 
     def _build_cache(self) -> None:
-        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned)."""
+        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned;
+        JPEGs by nvJPEG when the loader decodes with it)."""
         sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
         starts, total = _offsets(np.concatenate(sizes))
         cache = torch.empty(total, dtype=torch.uint8, device=self.device)
@@ -401,9 +498,14 @@ class MixedLoader:
             self._check_intact(np.full(n, which == 1), np.arange(n))
             for lo in range(0, n, chunk):
                 idx = np.arange(lo, min(lo + chunk, n))
-                dst, end = _offsets(view.height[idx] * view.width[idx] * 3)
-                packed, event = self._gather_host(np.full(len(idx), which == 1), idx, dst, end,
-                                                  view.height[idx], view.width[idx])
+                is_syn, h, w = np.full(len(idx), which == 1), view.height[idx], view.width[idx]
+                dst, end = _offsets(h * w * 3)
+                packed = self._gather_nvjpeg(is_syn, idx, h, w) if self.jpeg_decode == "nvjpeg" else None
+                if packed is not None:  # decoded on the GPU (same layout), on the loader's stream
+                    torch.cuda.current_stream(self.device).wait_stream(self._stream)
+                    event = None
+                else:
+                    packed, event = self._gather_host(is_syn, idx, dst, end, h, w)
                 at = int(view.cache_offset[lo])
                 cache[at : at + end].copy_(packed.data[:end], non_blocking=event is not None)
                 if event is not None:
