@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"ops", "reference", "augment", "data", "generate", "invert", "transfer", "testing", "backends"}
+_SUBMODULES = {"ops", "reference", "augment", "data", "generate", "invert", "transfer", "testing", "optional"}
 
 
 def __getattr__(name: str) -> Any:

@@ -182,7 +182,7 @@ def test_not_yaml_and_missing_file(tmp_path, capsys):
 
 def test_split_store_is_stratified_and_copies_bytes(tmp_path):
     from bridgedfast.data import ImageStore, pack
-    from bridgedfast.experiment.runner import split_store
+    from bridgedfast.data import split_store
     from bridgedfast.testing import image_folder
 
     src = pack(image_folder(tmp_path / "src", {"a": 5, "b": 10}), tmp_path / "all", progress=False)

@@ -83,7 +83,7 @@ def test_experiment_step_keys(tmp_path, monkeypatch):
 def test_recorded_training_configuration(tmp_path):
     """What a run folder's config.json holds: a resumed run is compared against it."""
     from bridgedfast.transfer import StageConfig, TrainConfig
-    from bridgedfast.transfer.dist import DistInfo
+    from bridgedfast.distributed import DistInfo
     from bridgedfast.transfer.trainer import _Run
 
     cfg = TrainConfig(model="resnet18", real_train=str(tmp_path / "a"), real_test=str(tmp_path / "b"), out=str(tmp_path / "o"),

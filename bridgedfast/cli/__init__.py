@@ -62,7 +62,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..backends import BackendUnavailable
+    from ..optional import MissingDependency
 
     parser, modules = build_parser()
     args = parser.parse_args(argv)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(modules[args.command].run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError, BackendUnavailable) as exc:
+    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError, MissingDependency) as exc:
         print(f"bridgedfast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from . import CLIError
     from ..experiment import parse_experiment, run_experiment
-    from ..sd import resolve_device
+    from ..devices import resolve_device
     from ..testing import digits_dataset, tiny_stable_diffusion
 
     try:  # before anything is written

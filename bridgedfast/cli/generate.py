@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=None if args.scheduler == "model" else args.scheduler,
         device=args.device,
     )
-    from ..generate.distributed import env_rank, shutdown
+    from ..distributed import env_rank, shutdown
 
     try:
         report = gen.generate(

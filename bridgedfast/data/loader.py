@@ -34,7 +34,7 @@ import torch
 
 from ..ops import _to_device_async
 from ..packed import PackedImages
-from .buffers import BufferPool
+from ..buffers import BufferPool
 from .format import ENCODINGS, StoreCorruptError, shard_name
 from .mapping import map_contiguous
 from .sampler import MixedSampler, batch_seed

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .folders import IMAGE_EXTENSIONS, scan_class_folders
 from .store import ImageStore, ImageStoreWriter
 
-__all__ = ["pack", "pack_folder", "PackReport", "IMAGE_EXTENSIONS"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".gif")
+__all__ = ["pack", "pack_folder", "PackReport"]
 
 
 @dataclass
@@ -34,31 +33,14 @@ class PackReport:
 
 def _scan(src: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, str]]]:
     """Class names, (image path, label) in a fixed order, and non-image files found."""
-    if not src.exists():
-        raise FileNotFoundError(f"source folder {str(src)!r} does not exist")
-    if not src.is_dir():
-        raise ValueError(f"source {str(src)!r} is not a folder (expected SRC/<class>/<images>)")
-    classes = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
+    found = scan_class_folders(src, "source folder")
+    if not found.classes:
         raise ValueError(f"source folder {str(src)!r} has no class sub-folders (expected SRC/<class>/<images>)")
-    files: list[tuple[Path, int]] = []
-    not_images: list[tuple[Path, str]] = []
-    for label, name in enumerate(classes):
-        found = 0
-        for root, dirs, names in os.walk(src / name, followlinks=True):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for n in sorted(names):
-                if n.startswith("."):
-                    continue
-                path = Path(root) / n
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
-                    files.append((path, label))
-                    found += 1
-                else:
-                    not_images.append((path, f"not an image file (extension {path.suffix or 'none'!r})"))
-        if found == 0:
+    for label, name in enumerate(found.classes):
+        if found.count(label) == 0:
             raise ValueError(f"class folder {str(src / name)!r} is empty: it holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return classes, files, not_images
+    not_images = [(p, f"not an image file (extension {p.suffix or 'none'!r})") for p in found.not_images]
+    return found.classes, found.images, not_images
 
 
 def _load(path: Path, max_side: int | None, encoding: str, quality: int) -> tuple[object, int, int, str]:

@@ -18,19 +18,12 @@ from typing import Iterator
 
 import numpy as np
 
+from ..seeds import batch_seed, sampler_rng
+
 __all__ = ["MixedSampler", "batch_seed"]
 
-_UNION, _REAL, _SYNTHETIC, _POSITIONS, _BATCH = 0, 1, 2, 3, 4
-
-
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
-
-
-def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
-    """The seed of batch `batch`'s augmentation generator: a function of these four numbers only,
-    so prefetching, worker counts and timing never change a batch."""
-    return int(np.random.SeedSequence([seed, epoch, rank, batch, _BATCH]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+# Stream tags of the sampler's seed keys (batch_seed uses STREAM_BATCH = 4).
+_UNION, _REAL, _SYNTHETIC, _POSITIONS = 0, 1, 2, 3
 
 
 class MixedSampler:
@@ -98,7 +91,7 @@ class MixedSampler:
 
     def _rank_slice(self, n: int, *key: int) -> np.ndarray:
         """This rank's disjoint share of a shuffle of range(n), equal in size on every rank."""
-        order = _rng(self.seed, self.epoch, *key).permutation(n) if self.shuffle else np.arange(n)
+        order = sampler_rng(self.seed, self.epoch, *key).permutation(n) if self.shuffle else np.arange(n)
         return order[: self._per_rank(n) * self.world_size][self.rank :: self.world_size]
 
     def __len__(self) -> int:
@@ -134,7 +127,7 @@ class MixedSampler:
         n, per = self.num_synthetic, self._per_rank(self.num_synthetic)
         cycles = -(-need // per)
         if self.shuffle:
-            orders = _rng(self.seed, self.epoch, _SYNTHETIC).random((cycles, n)).argsort(axis=1, kind="stable")
+            orders = sampler_rng(self.seed, self.epoch, _SYNTHETIC).random((cycles, n)).argsort(axis=1, kind="stable")
         else:
             orders = np.broadcast_to(np.arange(n), (cycles, n))
         return orders[:, : per * self.world_size][:, self.rank :: self.world_size].reshape(-1)[:need].astype(np.int64)
@@ -146,7 +139,7 @@ class MixedSampler:
         real_counts = [min(real_per_batch, len(real) - i * real_per_batch) for i in range(batches)]
         syn_counts = [k if r == real_per_batch else round(r * k / real_per_batch) for r in real_counts]
         synthetic = self._synthetic_stream(sum(syn_counts))
-        positions = _rng(self.seed, self.epoch, _POSITIONS, self.rank)
+        positions = sampler_rng(self.seed, self.epoch, _POSITIONS, self.rank)
         plan, r0, s0 = [], 0, 0
         for r, s in zip(real_counts, syn_counts):
             index = np.concatenate([real[r0 : r0 + r], synthetic[s0 : s0 + s]])

@@ -6,6 +6,7 @@ naming the key.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -265,16 +266,16 @@ def _check_values(exp: Experiment, base: Path) -> None:
 def _check_late_failures(exp: Experiment, needs_synthetic: bool) -> None:
     """What the steps themselves would refuse only when they start, possibly hours in (after
     style inversion and generation): checked here so that a typo fails before any work."""
-    from ..sd import resolve_device
+    from ..devices import resolve_device
 
     g, s = exp.generation, exp.style
     devices = [("training.device", exp.training.device)]
     if needs_synthetic:
         devices += [("generation.device", g.device)] + ([("style.device", s.device)] if s.enabled else [])
-        from ..generate.engine import _check_scheduler_name
+        from ..generate.schedulers import check_scheduler_name
 
         try:
-            _check_scheduler_name(g.scheduler)
+            check_scheduler_name(g.scheduler)
         except ValueError as exc:
             raise ExperimentError(f"generation.scheduler: {exc}") from None
         for key in ("height", "width"):
@@ -295,15 +296,15 @@ def _check_late_failures(exp: Experiment, needs_synthetic: bool) -> None:
             raise ExperimentError(f"{key}: {exc}") from None
     import timm
 
-    if not timm.is_model(exp.training.model):
-        from ..transfer.models import _unknown_model
+    from ..transfer.models import check_model_name
 
-        raise ExperimentError(f"training.model: {_unknown_model(exp.training.model)}")
+    try:
+        check_model_name(exp.training.model)
+    except ValueError as exc:
+        raise ExperimentError(f"training.model: {exc}") from None
     if exp.training.pretrained == "timm" and not timm.is_model_pretrained(exp.training.model):
         raise ExperimentError(f"training.pretrained: timm has no pretrained weights for {exp.training.model!r}; "
                               "use a weights file or 'none'")
-    from .runner import train_config
-
     for mode in exp.training.modes:
         for shots in exp.data.shots:
             try:
@@ -311,6 +312,32 @@ def _check_late_failures(exp: Experiment, needs_synthetic: bool) -> None:
                              synthetic="synthetic", out="out").resolved()
             except (ValueError, TypeError) as exc:
                 raise ExperimentError(f"training ({mode}): {exc}") from None
+
+
+def train_config(exp: Experiment, mode: str, shots: int | None, seed: int, *, real_train: str | Path,
+                 real_test: str | Path, synthetic: str | Path | None, out: str | Path, progress: bool = True):
+    """The `bridgedfast.transfer.TrainConfig` of one training run of the experiment."""
+    from ..transfer import TrainConfig
+
+    t = exp.training
+    cfg_kwargs: dict[str, Any] = dict(
+        model=t.model, real_train=str(real_train), real_test=str(real_test), out=str(out), mode=mode,
+        synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
+        device=t.device, seed=seed, progress=progress,
+    )
+    for key in ("batch_size", "lr", "image_size", "workers"):
+        if getattr(t, key) is not None:
+            cfg_kwargs[key] = getattr(t, key)
+    if t.epochs is not None:
+        cfg_kwargs["epochs"] = t.epochs
+    if mode == "mixed" and t.synthetic_fraction is not None:
+        cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
+    cfg_kwargs.update(copy.deepcopy(t.options))
+    config = TrainConfig(**cfg_kwargs)
+    for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
+        if epochs is not None:
+            getattr(config, stage).epochs = epochs
+    return config
 
 
 def _resolve(path: str, base: Path) -> Path:

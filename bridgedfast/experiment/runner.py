@@ -5,66 +5,18 @@ steps.py), so an interrupted run resumes and a changed setting reruns only what 
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 import yaml
 
-from .config import Experiment
+from ..data.subsets import is_store, split_store
+from .config import Experiment, train_config
 from .steps import Steps, input_fingerprint
 
 _ENCODING_NAMES = {0: "raw", 1: "jpeg"}
-
-
-def is_store(path: str | Path) -> bool:
-    from ..data.format import HEADER_FILE
-
-    return (Path(path) / HEADER_FILE).is_file()
-
-
-def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: float, seed: int) -> None:
-    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair.
-
-    Each output is written under a temporary name and renamed when complete, so one that exists
-    is a finished split of an earlier, interrupted call with the same arguments: it is kept."""
-    from ..data import ImageStore, ImageStoreWriter
-    from ..data.format import ENCODING_NAMES
-
-    labels = src.labels
-    g = torch.Generator().manual_seed(seed)
-    test_idx: list[int] = []
-    train_idx: list[int] = []
-    for c, name in enumerate(src.classes):
-        idx = torch.nonzero(labels == c).flatten()
-        if len(idx) < 2:
-            raise ValueError(f"class {name!r} has {len(idx)} image(s): at least 2 are needed to hold some out for testing")
-        idx = idx[torch.randperm(len(idx), generator=g)].tolist()
-        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
-        test_idx += sorted(idx[:n_test])
-        train_idx += sorted(idx[n_test:])
-    records = src.records
-    for out, indices in ((train_out, train_idx), (test_out, test_idx)):
-        if out.exists():
-            if len(ImageStore(out)) != len(indices):
-                raise ValueError(f"{out} holds {len(ImageStore(out))} images, the split {len(indices)}: delete it to redo the split")
-            continue
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        with ImageStoreWriter(tmp, src.classes) as writer:
-            for i in indices:
-                r = records[i]
-                writer.add_encoded(
-                    src.encoded(i).numpy().tobytes(), int(r["height"]), int(r["width"]), int(r["label"]),
-                    src.meta(i) or None, encoding=ENCODING_NAMES[int(r["encoding"])],
-                )
-        tmp.rename(out)
 
 
 class ExperimentRunner:
@@ -260,32 +212,6 @@ class ExperimentRunner:
                 if path.is_file():
                     timings[name] = json.loads(path.read_text()).get("result")
         return timings
-
-
-def train_config(exp: Experiment, mode: str, shots: int | None, seed: int, *, real_train: str | Path,
-                 real_test: str | Path, synthetic: str | Path | None, out: str | Path, progress: bool = True):
-    """The `bridgedfast.transfer.TrainConfig` of one training run of the experiment."""
-    from ..transfer import TrainConfig
-
-    t = exp.training
-    cfg_kwargs: dict[str, Any] = dict(
-        model=t.model, real_train=str(real_train), real_test=str(real_test), out=str(out), mode=mode,
-        synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
-        device=t.device, seed=seed, progress=progress,
-    )
-    for key in ("batch_size", "lr", "image_size", "workers"):
-        if getattr(t, key) is not None:
-            cfg_kwargs[key] = getattr(t, key)
-    if t.epochs is not None:
-        cfg_kwargs["epochs"] = t.epochs
-    if mode == "mixed" and t.synthetic_fraction is not None:
-        cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
-    cfg_kwargs.update(copy.deepcopy(t.options))
-    config = TrainConfig(**cfg_kwargs)
-    for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
-        if epochs is not None:
-            getattr(config, stage).epochs = epochs
-    return config
 
 
 def _report_dict(report: Any) -> dict:

@@ -21,13 +21,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..sd import load_pipeline, model_fingerprint, resolve_device, resolve_dtype
+from ..devices import resolve_device, resolve_dtype
+from ..sd import load_pipeline, model_fingerprint
 from .backends import BACKEND_NAMES, check_backend, make_backend
-from .distributed import RankContext, rank_context, rank_device
+from ..distributed import RankContext, rank_context, rank_device
 from .manifest import FORMAT, check_same_config, read_manifest, write_manifest
 from .plan import GridBatch, Item, grid, pending, rank_rounds, seed_for, work_items
 from .prompts import DEFAULT_TEMPLATE, Style, check_template, class_names, load_style, make_prompt, read_style
-from .schedulers import DEFAULT_SCHEDULER, build_scheduler, scheduler_description
+from .schedulers import DEFAULT_SCHEDULER, build_scheduler, check_scheduler_name, scheduler_description
 
 ATTENTION_NAMES = ("auto", "sdpa", "xformers")
 ENCODINGS = ("raw", "jpeg")
@@ -106,19 +107,6 @@ def _size_pair(name: str, value: Any) -> tuple[int, int] | None:
     return (_check_positive_int(name, value[0]), _check_positive_int(name, value[1]))
 
 
-def _check_scheduler_name(name: Any) -> None:
-    """Fails on an unknown scheduler name before the model is loaded."""
-    import diffusers
-
-    from .schedulers import SCHEDULERS
-
-    if name is None or (isinstance(name, str) and name.strip().lower() in SCHEDULERS):
-        return
-    if isinstance(name, str) and name.endswith("Scheduler") and isinstance(getattr(diffusers, name, None), type):
-        return
-    build_scheduler(name, None)  # raises the ValueError listing the names
-
-
 class Generator:
     """Synthetic images per class with a diffusers Stable Diffusion model.
 
@@ -151,7 +139,7 @@ class Generator:
             raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKEND_NAMES)}")
         if attention not in ATTENTION_NAMES:
             raise ValueError(f"unknown attention {attention!r}: use one of {', '.join(ATTENTION_NAMES)}")
-        _check_scheduler_name(scheduler)
+        check_scheduler_name(scheduler)
         self.device = rank_device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, self.device)
         if self.device.type == "cuda":
@@ -197,7 +185,7 @@ class Generator:
     def _resolve_attention(self, attention: str, backend: str) -> str:
         """The tensorrt backend always uses SDPA: it exports the UNet to ONNX (tracing an fp32
         copy on the CPU), and xformers' kernels neither export nor run on the CPU."""
-        from ..backends import is_available, require
+        from ..optional import is_available, require
 
         if attention == "xformers":
             if backend == "tensorrt":

@@ -4,9 +4,10 @@ different configuration against the same OUT is refused, naming the keys that di
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_json
 
 MANIFEST_NAME = "generation.json"
 FORMAT = 1
@@ -30,10 +31,7 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def write_manifest(out: Path, data: dict) -> None:
-    path = manifest_path(out)
-    tmp = path.with_name(f".{MANIFEST_NAME}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(manifest_path(out), data, indent=2, sort_keys=True)
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:

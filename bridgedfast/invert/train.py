@@ -21,7 +21,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..sd import load_pipeline, model_fingerprint, resolve_device, resolve_dtype
+from ..devices import resolve_device, resolve_training_dtype
+from ..files import atomic_write, atomic_write_json
+from ..sd import load_pipeline, model_fingerprint
+from ..seeds import seeded_generator
+from ..style import save_style
 from .images import ImageSource, open_images
 from .latents import LatentStats, cache_folder, encode_latents
-from ..style import atomic_path, save_style
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     # class-agnostic: the style alone
@@ -58,12 +60,6 @@ CHECKPOINT_VERSION = 1
 
 
 # ----------------------------------------------------------------------------- random draws
-def seeded_generator(seed: int, *parts: Any) -> torch.Generator:
-    """A CPU generator seeded from a hash of (seed, *parts): independent streams per purpose."""
-    digest = hashlib.sha256(json.dumps([int(seed), *parts]).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-
-
 @functools.lru_cache(maxsize=4)
 def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=seeded_generator(seed, "epoch", epoch))
@@ -212,19 +208,7 @@ def check_templates(templates: Sequence[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- trainer
-def auto_dtype(dtype: str | torch.dtype, device: torch.device, pipe_dtype: torch.dtype | None = None) -> torch.dtype:
-    """'auto': a given pipeline's own half dtype; else bf16 on GPUs that have it, fp16 on older
-    GPUs, fp32 on CPU. Anything else as `bridgedfast.sd.resolve_dtype`."""
-    if dtype == "auto":
-        if pipe_dtype in (torch.float16, torch.bfloat16):
-            return pipe_dtype
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    resolved = resolve_dtype(dtype, device)
-    if resolved == torch.float16 and device.type == "cpu":
-        raise ValueError("dtype 'fp16' is not supported on CPU: use fp32 or bf16")
-    return resolved
+auto_dtype = resolve_training_dtype  # the name benchmarks/bench_invert.py imports
 
 
 class StyleTrainer:
@@ -412,12 +396,8 @@ def save_checkpoint(path: Path, step: int, config: dict, trainer: StyleTrainer, 
     tensors["losses"] = torch.tensor(losses, dtype=torch.float32)
     # Scalars travel as JSON in the safetensors header: one file, replaced atomically, no pickle.
     meta = {"version": CHECKPOINT_VERSION, "step": step, "config": config, **trainer.state_scalars()}
-    tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={"bridgedfast_checkpoint": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -458,23 +438,12 @@ def save_loss_curve(path: Path, losses: list[float], title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = atomic_path(path)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -564,7 +533,7 @@ def invert_style(
     from diffusers import DiffusionPipeline
 
     given = isinstance(model, DiffusionPipeline)
-    amp = auto_dtype(dtype, dev, model.unet.dtype if given and getattr(model, "unet", None) is not None else None)
+    amp = resolve_training_dtype(dtype, dev, model.unet.dtype if given and getattr(model, "unet", None) is not None else None)
     pipe = load_pipeline(model, torch_dtype=None if given else amp)
     multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
     if resolution % multiple:
@@ -692,7 +661,7 @@ def invert_style(
         "latent_cache": {"folder": str(latent_stats.folder), "encoded": latent_stats.encoded, "reused": latent_stats.reused},
         "losses": losses,
     }
-    _write_json(out.with_name(f"{out.stem}.report.json"), report)
+    atomic_write_json(out.with_name(f"{out.stem}.report.json"), report)
     if losses:
         save_loss_curve(out.with_name(f"{out.stem}.loss.png"), losses, f"style inversion of {token} ({steps} steps)")
     return out

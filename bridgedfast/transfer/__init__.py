@@ -14,7 +14,8 @@ from .config import AMP_MODES, MODES, OPTIMIZERS, StageConfig, TrainConfig
 from .leep import leep
 from .models import create_model, reset_head
 from .results import compare_runs, format_comparison, plot_curves
-from .split import derive_seed, few_shot_split
+from ..data.subsets import few_shot_split
+from ..seeds import derive_seed
 from .trainer import head_reset_seed, train
 
 __all__ = [

@@ -14,11 +14,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..devices import AMP_MODES
+
 __all__ = ["MODES", "OPTIMIZERS", "AMP_MODES", "StageConfig", "TrainConfig"]
 
 MODES = ("vanilla", "mixed", "bridged", "bridged++")
 OPTIMIZERS = ("sgd", "adamw")
-AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+# Options that say how to run, not what to compute: they may change when resuming a run.
+RUNTIME_KEYS = ("out", "device", "workers", "progress", "compile", "eval_batch_size", "cache_on_device")
 
 # Defaults where the paper gives no value (PAPER.md "What is not known"):
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-4}            # backbone lr at batch 64

@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..files import atomic_write
+from .config import RUNTIME_KEYS
+
 __all__ = ["plot_curves", "load_results", "compare_runs", "format_comparison"]
 
 
@@ -48,10 +51,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str = "
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -91,8 +95,6 @@ def compare_runs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], lis
     and every other setting of the recorded configuration), with the top-1 mean and sample
     standard deviation over their seeds. Groups that look alike but differ in other settings
     (e.g. another synthetic store) carry a short `settings` id to tell them apart."""
-    from .trainer import RUNTIME_KEYS
-
     not_settings = {"seed", "split_seed", *RUNTIME_KEYS}
     runs = []
     for folder in _find_runs(paths):

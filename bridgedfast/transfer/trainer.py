@@ -22,39 +22,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .config import StageConfig, TrainConfig
-from .dist import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from ..devices import resolve_amp
+from ..files import atomic_write_text, is_temporary
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RUNTIME_KEYS, StageConfig, TrainConfig
+from ..distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from .leep import leep_from_joint, leep_joint
 from .models import create_source_model, data_config, param_groups, reset_head
 from .results import plot_curves
 from .schedule import lr_factor
-from .split import derive_seed, few_shot_split
+from ..data.subsets import few_shot_split
+from ..seeds import derive_seed
 from . import data as _data
 
-__all__ = ["train", "RUNTIME_KEYS", "head_reset_seed"]
-
-# Options that say how to run, not what to compute: they may change when resuming a run.
-RUNTIME_KEYS = ("out", "device", "workers", "progress", "compile", "eval_batch_size", "cache_on_device")
+__all__ = ["train", "head_reset_seed"]
 
 # Test hook: SIGKILL this process when it reaches this (run-global, 1-based) optimiser step.
 _KILL_ENV = "BRIDGEDFAST_TEST_KILL_AT_STEP"
 
 OUR_FILES = {"config.json", "split.json", "results.json", "curves.png", "model.safetensors", "model_stage1.safetensors",
-             "checkpoint", "real_train_subset", ".curves.tmp.png", ".results.json.tmp", ".config.json.tmp", ".split.json.tmp"}
+             "checkpoint", "real_train_subset"}
 
 
 def head_reset_seed(seed: int) -> int:
     """The seed `reset_classifier` draws the bridged++ head from before stage 2."""
     return derive_seed("head-reset", seed)
-
-
-def _resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "none" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 def _semantic(cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -79,14 +71,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     Under torchrun every rank calls this; rank 0 writes the outputs."""
     cfg = config.resolved()
-    from ..sd import resolve_device
+    from ..devices import resolve_device
 
     device = resolve_device(cfg.device)
     info = init_distributed(device)
     try:
         return _Run(cfg, info).run()
     finally:
-        shutdown(info)
+        shutdown()
 
 
 class _Run:
@@ -95,7 +87,7 @@ class _Run:
         self.info = info
         self.device = info.device
         self.out = Path(cfg.out).expanduser()
-        self.amp_dtype = _resolve_amp(cfg.amp, self.device)
+        self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.channels_last = self.device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
         kill = os.environ.get(_KILL_ENV)
         self.kill_at = int(kill) if kill else None
@@ -135,7 +127,7 @@ class _Run:
             raise NotADirectoryError(f"--out {str(self.out)!r} exists and is not a folder")
         cfg_file = self.out / "config.json"
         if not cfg_file.is_file():
-            foreign = sorted(p.name for p in self.out.iterdir() if p.name not in OUR_FILES)
+            foreign = sorted(p.name for p in self.out.iterdir() if p.name not in OUR_FILES and not is_temporary(p.name))
             if foreign:
                 raise ValueError(f"--out {str(self.out)!r} is not empty and holds no training run "
                                  f"(found {', '.join(foreign[:3])}); choose a new or empty folder")
