@@ -10,10 +10,35 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DTYPES", "AMP_MODES", "half_dtype", "resolve_amp", "resolve_device", "resolve_dtype", "resolve_training_dtype"]
+from .options import STR, Kind, spec
+
+__all__ = ["DTYPES", "AMP_MODES", "DEVICE", "INFERENCE_DTYPE", "TRAINING_DTYPE", "half_dtype", "resolve_amp",
+           "resolve_device", "resolve_dtype", "resolve_training_dtype"]
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+
+def _check_device(value: str, name: str) -> None:
+    try:
+        resolve_device(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _device_value(value: object) -> str | torch.device:
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(value)
+    return value
+
+
+DEVICE_KIND = Kind("device", "a device name (auto, cpu, cuda[:N]) or a torch.device", _device_value, str, "DEVICE")
+
+# The options every step that runs a model shares (see bridgedfast.options).
+DEVICE = spec("auto", DEVICE_KIND, "auto, cpu or cuda[:N]", check=_check_device, keyed=False)
+INFERENCE_DTYPE = spec("auto", STR, "model precision: auto = fp16 on CUDA, fp32 on CPU", choices=("auto", *DTYPES))
+TRAINING_DTYPE = spec("auto", STR, "precision of the frozen models and autocast: auto = bf16 on GPU (fp16 without "
+                      "bf16), fp32 on CPU", choices=("auto", *DTYPES))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["seed_for", "seeded_generator", "derive_seed", "batch_seed", "sampler_rng", "STREAM_BATCH"]
+__all__ = ["seed_for", "seeded_generator", "derive_seed", "head_reset_seed", "batch_seed", "sampler_rng", "STREAM_BATCH"]
 
 # Stream tags of the loader's SeedSequence keys (the sampler's own streams use 0..3).
 STREAM_BATCH = 4
@@ -45,6 +45,11 @@ def derive_seed(*parts: object) -> int:
     enough for any consumer's seed arithmetic, numpy's included)."""
     digest = hashlib.sha256(repr(parts).encode()).digest()
     return int.from_bytes(digest[:4], "little") & (2**31 - 1)
+
+
+def head_reset_seed(seed: int) -> int:
+    """The seed `reset_classifier` draws the bridged++ head from before stage 2."""
+    return derive_seed("head-reset", seed)
 
 
 def sampler_rng(*key: int) -> np.random.Generator:

@@ -218,7 +218,7 @@ def test_auto_batch_on_cpu_and_out_of_memory_back_off(tiny_sd, stock, tmp_path, 
     g = Generator(tiny_sd, device="cpu")
     assert g.generate(["cat"], 3, tmp_path / "auto", steps=2, height=SIZE, width=SIZE, progress=False).batch_size == 3
     # Simulate a GPU running out of memory for any sub-batch larger than 1.
-    real = g._denoise_decode
+    real = g.renderer.denoise_decode
     sizes = []
 
     def fake(items, run, static_batch):
@@ -227,10 +227,10 @@ def test_auto_batch_on_cpu_and_out_of_memory_back_off(tiny_sd, stock, tmp_path, 
             raise torch.OutOfMemoryError("simulated")
         return real(items, run, static_batch)
 
-    monkeypatch.setattr(g, "_denoise_decode", fake)
+    monkeypatch.setattr(g.renderer, "denoise_decode", fake)
     with pytest.warns(UserWarning, match="out of GPU memory"):
         g.generate(CLASSES, 2, tmp_path / "oom", steps=STEPS, height=SIZE, width=SIZE, batch_size=4, progress=False)
-    assert sizes[:3] == [4, 2, 1] and g._chunk == 1
+    assert sizes[:3] == [4, 2, 1] and g.renderer.chunk == 1
     _, images, metas = read_store(tmp_path / "oom")
     assert len(images) == 4
     for img, m in zip(images, metas):

@@ -83,14 +83,13 @@ def test_experiment_step_keys(tmp_path, monkeypatch):
 def test_recorded_training_configuration(tmp_path):
     """What a run folder's config.json holds: a resumed run is compared against it."""
     from bridgedfast.transfer import StageConfig, TrainConfig
-    from bridgedfast.distributed import DistInfo
-    from bridgedfast.transfer.trainer import _Run
+    from bridgedfast.transfer.run_folder import recorded_config
 
     cfg = TrainConfig(model="resnet18", real_train=str(tmp_path / "a"), real_test=str(tmp_path / "b"), out=str(tmp_path / "o"),
                       mode="bridged++", synthetic=str(tmp_path / "s"), shots=4, epochs=3,
                       stage1=StageConfig(mixup_alpha=0.4, optimizer="adamw"), stage2=StageConfig(lr=0.02, warmup_epochs=0.5),
                       hflip=0.3)
-    recorded = _Run(cfg.resolved(), DistInfo()).recorded_config()
+    recorded = recorded_config(cfg.resolved())
     assert json.loads(json.dumps(recorded).replace(str(tmp_path), "TMP")) == PINS["train_recorded"]
 
 

@@ -105,88 +105,25 @@ def _open(store: ImageStore | str | os.PathLike | None) -> ImageStore | None:
     return ImageStore(store)
 
 
-class MixedLoader:
-    """Batches `(images float[B,3,H,W], targets int64[B], is_synthetic bool[B])` on `device`.
+def _loader_device(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
 
-    real / synthetic: ImageStores (or their paths); either may be None for a single-store loader.
-    synthetic_fraction: None = proportional to the store sizes (one shuffle of both); 0.0 = real
-      only; 1.0 = synthetic only (bridged transfer's first stage); 0 < f < 1 = that share of
-      every batch (an epoch is then one pass over the real store).
-    classes: the target class list (default: the real store's, else the synthetic store's);
-      stores' classes are matched to it by name.
-    augment: `augment(PackedImages, torch.Generator) -> float [N,3,H,W]` on the images' device,
-      e.g. bridgedfast.augment.TrainAugment.
-    cache_on_device: keep every decoded image on `device` (GPU memory for CUDA) and gather there;
-      "auto" does so on CUDA when the stores fit in half the free GPU memory.
-    prefetch: batches prepared ahead by a background thread (0 = synchronous).
-    workers: CPU threads for the gather and JPEG decoding (default: torch.get_num_threads()).
-    recycle_outputs: on the CPU, write batches into a pool of prefetch + 3 recycled buffers
-      (when the augment supports `out=`); a buffer is reused only when no yielded batch that
-      used it is referenced any more. False allocates every batch afresh.
-    Call `set_epoch(epoch)` before each epoch, as with DistributedSampler.
-    """
 
-    def __init__(
-        self,
-        real: ImageStore | str | os.PathLike | None,
-        synthetic: ImageStore | str | os.PathLike | None = None,
-        *,
-        batch_size: int,
-        synthetic_fraction: float | None = None,
-        augment: Augment,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        drop_last: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
-        classes: Sequence[str] | None = None,
-        shuffle: bool = True,
-        prefetch: int = 2,
-        workers: int | None = None,
-        cache_on_device: bool | str = False,
-        pin_memory: bool | None = None,
-        recycle_outputs: bool = True,
-    ) -> None:
-        self.real, self.synthetic = _open(real), _open(synthetic)
-        if self.real is None and self.synthetic is None:
-            raise ValueError("MixedLoader needs a real store, a synthetic store, or both")
-        if self.real is None:
-            if synthetic_fraction not in (None, 1.0):
-                raise ValueError(f"synthetic_fraction={synthetic_fraction} needs a real store; without one use None or 1.0")
-            synthetic_fraction = 1.0
-        if self.synthetic is None:
-            if synthetic_fraction not in (None, 0.0):
-                raise ValueError(f"synthetic_fraction={synthetic_fraction} needs a synthetic store")
-            synthetic_fraction = 0.0
-        if not callable(augment):
-            raise ValueError(f"augment must be callable as augment(PackedImages, torch.Generator), got {augment!r}")
-        if prefetch < 0:
-            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r} but CUDA is not available")
-        if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        self.classes: list[str] = list(classes) if classes is not None else (self.real or self.synthetic).classes
-        self.augment = augment
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.batch_size = batch_size
-        self.prefetch = prefetch
-        self.workers = workers or torch.get_num_threads()
-        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
-        self.sampler = MixedSampler(
-            len(self.real) if self.real is not None else 0,
-            len(self.synthetic) if self.synthetic is not None else 0,
-            batch_size=batch_size,
-            synthetic_fraction=synthetic_fraction,
-            seed=seed,
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world_size,
-            shuffle=shuffle,
-        )
+class _StoreBytes:
+    """Where a loader's images come from: the stores' columns, every shard mapped side by side
+    when the platform allows it (zero copy on the CPU), reusable host buffers, and gathering or
+    JPEG-decoding a batch's images into one packed buffer (or a device-resident cache of them).
+    The base of MixedLoader, which sets the attributes these methods use."""
+
+    def _map_stores(self) -> None:
+        """Each store's columns as flat arrays, and where its shards' bytes are."""
         self._views: list[_StoreView | None] = []
         self._sources: list[torch.Tensor] = []
         for store, role in ((self.real, "real"), (self.synthetic, "synthetic")):
@@ -208,93 +145,6 @@ class MixedLoader:
                     view.offset = view.offset + np.asarray(starts, dtype=np.int64)[view.source]
                     view.source = np.zeros_like(view.source)
             self._sources = [self._combined]
-        self._pool: ThreadPoolExecutor | None = None
-        self._active: weakref.ref | None = None
-        self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
-        self._slot = 0
-        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        # Batches alive at once: the consumer's, the queued ones, the one in the making, and one
-        # the training loop may still hold while it takes the next.
-        self._outputs: BufferPool | None = None
-        writes_into = self.device.type == "cpu" and _writes_into(augment)
-        # False: a fresh buffer per batch, also for an augment that would recycle its own.
-        self._fresh_outputs = writes_into and not recycle_outputs
-        if writes_into and recycle_outputs:
-            self._outputs = BufferPool(prefetch + 3)
-        self._cache: torch.Tensor | None = None
-        if cache_on_device == "auto":
-            cache_on_device = self.device.type == "cuda" and self._cache_bytes() < torch.cuda.mem_get_info(self.device)[0] // 2
-        elif cache_on_device not in (True, False):
-            raise ValueError(f"cache_on_device must be True, False or 'auto', got {cache_on_device!r}")
-        if cache_on_device:
-            self._build_cache()
-
-    # -- epochs ------------------------------------------------------------------------------
-    @property
-    def epoch(self) -> int:
-        return self.sampler.epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        plan = self.sampler.plan()
-        epoch = self.sampler.epoch
-        # The host buffers are shared: a new pass over the loader ends any unfinished one.
-        previous = self._active() if self._active is not None else None
-        if previous is not None:
-            previous.close()
-        if self.prefetch == 0:
-            return (self._consume(self._produce(epoch, b, p)) for b, p in enumerate(plan))
-        prefetcher = _Prefetcher(self, epoch, plan)
-        self._active = weakref.ref(prefetcher)
-        return prefetcher
-
-    # -- one batch -----------------------------------------------------------------------------
-    def _produce(self, epoch: int, b: int, planned: tuple[np.ndarray, np.ndarray]):
-        is_syn, index = planned
-        targets = np.empty(len(index), dtype=np.int64)
-        heights = np.empty(len(index), dtype=np.int64)
-        widths = np.empty(len(index), dtype=np.int64)
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if mask.any():
-                view = self._views[which]
-                targets[mask] = view.targets[index[mask]]
-                heights[mask], widths[mask] = view.height[index[mask]], view.width[index[mask]]
-        event = None
-        if self._cache is not None:
-            packed = self._gather_cached(is_syn, index, heights, widths)
-        else:
-            self._check_intact(is_syn, index)
-            packed = self._zero_copy(is_syn, index, heights, widths)
-            if packed is None:
-                dst, total = _offsets(heights * widths * 3)
-                packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
-        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
-        targets_t = torch.from_numpy(targets)
-        is_syn_t = torch.from_numpy(is_syn.copy())
-        if self._stream is not None:
-            with torch.cuda.stream(self._stream):
-                if packed.device.type == "cpu":
-                    packed = packed.to(self.device, non_blocking=True)
-                    event.record(self._stream)  # the host buffer may be reused once this copy is done
-                images = self.augment(packed, generator)
-                targets_t = _to_device_async(targets_t, self.device)
-                is_syn_t = _to_device_async(is_syn_t, self.device)
-                ready = torch.cuda.Event()
-                ready.record(self._stream)
-            return images, targets_t, is_syn_t, ready
-        if self._outputs is not None or self._fresh_outputs:
-            shape, dtype, memory_format = self.augment.output_spec(len(index))
-            if self._outputs is not None:
-                out = self._outputs.empty(shape, dtype, memory_format)
-            else:
-                out = torch.empty(shape, dtype=dtype, memory_format=memory_format)
-            return self.augment(packed, generator, out=out), targets_t, is_syn_t, None
-        return self.augment(packed, generator), targets_t, is_syn_t, None
 
     def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
         for which, mask in ((0, ~is_syn), (1, is_syn)):
@@ -318,15 +168,6 @@ class MixedLoader:
                     return None
                 offsets[mask] = view.offset[index[mask]]
         return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
-
-    def _consume(self, produced) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, targets, is_syn, ready = produced
-        if ready is not None:
-            current = torch.cuda.current_stream(self.device)
-            current.wait_event(ready)
-            for t in (images, targets, is_syn):
-                t.record_stream(current)  # made on the side stream, used on this one
-        return images, targets, is_syn
 
     def _host_buffer(self, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
         """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over
@@ -429,6 +270,181 @@ class MixedLoader:
             out = torch.empty(total, dtype=torch.uint8, device=self.device)
             gather_images([self._cache], items, out)
         return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
+
+
+class MixedLoader(_StoreBytes):
+    """Batches `(images float[B,3,H,W], targets int64[B], is_synthetic bool[B])` on `device`.
+
+    real / synthetic: ImageStores (or their paths); either may be None for a single-store loader.
+    synthetic_fraction: None = proportional to the store sizes (one shuffle of both); 0.0 = real
+      only; 1.0 = synthetic only (bridged transfer's first stage); 0 < f < 1 = that share of
+      every batch (an epoch is then one pass over the real store).
+    classes: the target class list (default: the real store's, else the synthetic store's);
+      stores' classes are matched to it by name.
+    augment: `augment(PackedImages, torch.Generator) -> float [N,3,H,W]` on the images' device,
+      e.g. bridgedfast.augment.TrainAugment.
+    cache_on_device: keep every decoded image on `device` (GPU memory for CUDA) and gather there;
+      "auto" does so on CUDA when the stores fit in half the free GPU memory.
+    prefetch: batches prepared ahead by a background thread (0 = synchronous).
+    workers: CPU threads for the gather and JPEG decoding (default: torch.get_num_threads()).
+    recycle_outputs: on the CPU, write batches into a pool of prefetch + 3 recycled buffers
+      (when the augment supports `out=`); a buffer is reused only when no yielded batch that
+      used it is referenced any more. False allocates every batch afresh.
+    Call `set_epoch(epoch)` before each epoch, as with DistributedSampler.
+    """
+
+    def __init__(
+        self,
+        real: ImageStore | str | os.PathLike | None,
+        synthetic: ImageStore | str | os.PathLike | None = None,
+        *,
+        batch_size: int,
+        synthetic_fraction: float | None = None,
+        augment: Augment,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        classes: Sequence[str] | None = None,
+        shuffle: bool = True,
+        prefetch: int = 2,
+        workers: int | None = None,
+        cache_on_device: bool | str = False,
+        pin_memory: bool | None = None,
+        recycle_outputs: bool = True,
+    ) -> None:
+        self.real, self.synthetic = _open(real), _open(synthetic)
+        if self.real is None and self.synthetic is None:
+            raise ValueError("MixedLoader needs a real store, a synthetic store, or both")
+        if self.real is None:
+            if synthetic_fraction not in (None, 1.0):
+                raise ValueError(f"synthetic_fraction={synthetic_fraction} needs a real store; without one use None or 1.0")
+            synthetic_fraction = 1.0
+        if self.synthetic is None:
+            if synthetic_fraction not in (None, 0.0):
+                raise ValueError(f"synthetic_fraction={synthetic_fraction} needs a synthetic store")
+            synthetic_fraction = 0.0
+        if not callable(augment):
+            raise ValueError(f"augment must be callable as augment(PackedImages, torch.Generator), got {augment!r}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+        self.device = _loader_device(device)
+        self.classes: list[str] = list(classes) if classes is not None else (self.real or self.synthetic).classes
+        self.augment = augment
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.batch_size = batch_size
+        self.prefetch = prefetch
+        self.workers = workers or torch.get_num_threads()
+        self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
+        self.sampler = MixedSampler(
+            len(self.real) if self.real is not None else 0,
+            len(self.synthetic) if self.synthetic is not None else 0,
+            batch_size=batch_size,
+            synthetic_fraction=synthetic_fraction,
+            seed=seed,
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world_size,
+            shuffle=shuffle,
+        )
+        self._map_stores()
+        self._pool: ThreadPoolExecutor | None = None
+        self._active: weakref.ref | None = None
+        self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
+        self._slot = 0
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # Batches alive at once: the consumer's, the queued ones, the one in the making, and one
+        # the training loop may still hold while it takes the next.
+        self._outputs: BufferPool | None = None
+        writes_into = self.device.type == "cpu" and _writes_into(augment)
+        # False: a fresh buffer per batch, also for an augment that would recycle its own.
+        self._fresh_outputs = writes_into and not recycle_outputs
+        if writes_into and recycle_outputs:
+            self._outputs = BufferPool(prefetch + 3)
+        self._cache: torch.Tensor | None = None
+        if cache_on_device == "auto":
+            cache_on_device = self.device.type == "cuda" and self._cache_bytes() < torch.cuda.mem_get_info(self.device)[0] // 2
+        elif cache_on_device not in (True, False):
+            raise ValueError(f"cache_on_device must be True, False or 'auto', got {cache_on_device!r}")
+        if cache_on_device:
+            self._build_cache()
+
+    # -- epochs ------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        plan = self.sampler.plan()
+        epoch = self.sampler.epoch
+        # The host buffers are shared: a new pass over the loader ends any unfinished one.
+        previous = self._active() if self._active is not None else None
+        if previous is not None:
+            previous.close()
+        if self.prefetch == 0:
+            return (self._consume(self._produce(epoch, b, p)) for b, p in enumerate(plan))
+        prefetcher = _Prefetcher(self, epoch, plan)
+        self._active = weakref.ref(prefetcher)
+        return prefetcher
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _produce(self, epoch: int, b: int, planned: tuple[np.ndarray, np.ndarray]):
+        is_syn, index = planned
+        targets = np.empty(len(index), dtype=np.int64)
+        heights = np.empty(len(index), dtype=np.int64)
+        widths = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view = self._views[which]
+                targets[mask] = view.targets[index[mask]]
+                heights[mask], widths[mask] = view.height[index[mask]], view.width[index[mask]]
+        event = None
+        if self._cache is not None:
+            packed = self._gather_cached(is_syn, index, heights, widths)
+        else:
+            self._check_intact(is_syn, index)
+            packed = self._zero_copy(is_syn, index, heights, widths)
+            if packed is None:
+                dst, total = _offsets(heights * widths * 3)
+                packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
+        targets_t = torch.from_numpy(targets)
+        is_syn_t = torch.from_numpy(is_syn.copy())
+        if self._stream is not None:
+            with torch.cuda.stream(self._stream):
+                if packed.device.type == "cpu":
+                    packed = packed.to(self.device, non_blocking=True)
+                    event.record(self._stream)  # the host buffer may be reused once this copy is done
+                images = self.augment(packed, generator)
+                targets_t = _to_device_async(targets_t, self.device)
+                is_syn_t = _to_device_async(is_syn_t, self.device)
+                ready = torch.cuda.Event()
+                ready.record(self._stream)
+            return images, targets_t, is_syn_t, ready
+        if self._outputs is not None or self._fresh_outputs:
+            shape, dtype, memory_format = self.augment.output_spec(len(index))
+            if self._outputs is not None:
+                out = self._outputs.empty(shape, dtype, memory_format)
+            else:
+                out = torch.empty(shape, dtype=dtype, memory_format=memory_format)
+            return self.augment(packed, generator, out=out), targets_t, is_syn_t, None
+        return self.augment(packed, generator), targets_t, is_syn_t, None
+
+    def _consume(self, produced) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets, is_syn, ready = produced
+        if ready is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(ready)
+            for t in (images, targets, is_syn):
+                t.record_stream(current)  # made on the side stream, used on this one
+        return images, targets, is_syn
 
     def close(self) -> None:
         if self._pool is not None:

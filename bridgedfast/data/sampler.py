@@ -59,7 +59,7 @@ class MixedSampler:
         self.epoch = 0
         self.synthetic_per_batch: int | None = None
         if synthetic_fraction is not None and 0.0 < synthetic_fraction < 1.0:
-            k = round(synthetic_fraction * batch_size)
+            k = self.synthetic_per_batch_for(synthetic_fraction, batch_size)
             if not 0 < k < batch_size:
                 raise ValueError(
                     f"synthetic_fraction={synthetic_fraction} with batch_size={batch_size} gives {k} synthetic images "
@@ -76,6 +76,12 @@ class MixedSampler:
                 f"nothing to sample: {self._union_size()} images for world_size={world_size} "
                 f"(real={num_real}, synthetic={num_synthetic}, synthetic_fraction={synthetic_fraction})"
             )
+
+    @staticmethod
+    def synthetic_per_batch_for(fraction: float, batch_size: int) -> int:
+        """Synthetic images in each batch of `batch_size` for a fixed fraction 0 < f < 1 (valid
+        when 0 < result < batch_size)."""
+        return round(fraction * batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch < 0:

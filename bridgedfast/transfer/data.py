@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
-from ..data.subsets import open_subset, write_subset
+from ..data.subsets import few_shot_split, open_subset, write_subset
+from ..distributed import DistInfo, barrier
 from ..packed import PackedImages
 
 if TYPE_CHECKING:
     from ..augment import EvalAugment, Mixup, TrainAugment
     from ..data import ImageStore, MixedLoader
-    from .config import StageConfig
+    from .config import StageConfig, TrainConfig
 
-__all__ = ["open_store", "write_subset", "open_subset", "check_classes", "make_train_loader", "make_train_augment",
-           "make_eval_augment", "make_mixup", "iterate_eval"]
+__all__ = ["RunData", "open_store", "write_subset", "open_subset", "check_classes", "make_train_loader",
+           "make_train_augment", "make_eval_augment", "make_mixup", "iterate_eval"]
 
 
 def open_store(path: str | Path, what: str) -> ImageStore:
@@ -117,3 +118,56 @@ def iterate_eval(store: ImageStore, indices: torch.Tensor, *, batch_size: int, a
             pending = pool.submit(read, chunks[k + 1]) if k + 1 < len(chunks) else None
             x = augment(packed.to(device, non_blocking=True), None)
             yield x, labels[chunk].to(device, non_blocking=True)
+
+
+class RunData:
+    """The stores of a run, matched by class, and which real images it trains and tests on."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.real_train = open_store(cfg.real_train, "--real-train")
+        self.real_test = open_store(cfg.real_test, "--real-test")
+        self.classes = list(self.real_train.classes)
+        if list(self.real_test.classes) != self.classes:
+            raise ValueError(f"--real-test classes differ from --real-train classes ({len(self.real_test.classes)} "
+                             f"vs {len(self.classes)}; they must be the same names in the same order)")
+        self.synthetic = None
+        if cfg.mode != "vanilla":
+            self.synthetic = open_store(cfg.synthetic, "--synthetic")
+            check_classes(self.classes, self.synthetic.classes)
+        if cfg.shots is not None:
+            self.train_indices = few_shot_split(self.real_train.labels, cfg.shots, cfg.split_seed, self.classes)
+        else:
+            self.train_indices = torch.arange(len(self.real_train))
+        self.test_indices = torch.arange(len(self.real_test))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> dict[str, int | None]:
+        """The stores' sizes (a resumed run must see the same)."""
+        return {"real_train": len(self.real_train), "real_test": len(self.real_test),
+                "synthetic": None if self.synthetic is None else len(self.synthetic)}
+
+    def split_record(self) -> dict | None:
+        """What split.json holds for a few-shot run (None otherwise)."""
+        if self.cfg.shots is None:
+            return None
+        labels = self.real_train.labels[self.train_indices]
+        return {
+            "shots": self.cfg.shots, "split_seed": self.cfg.split_seed, "store": str(Path(self.cfg.real_train).resolve()),
+            "indices": self.train_indices.tolist(),
+            "per_class": {name: self.train_indices[labels == c].tolist() for c, name in enumerate(self.classes)},
+        }
+
+    def real_store(self, folder: Path, info: DistInfo) -> ImageStore:
+        """The real training images the loader reads: the store itself, or the few-shot images
+        as a store of their own in `folder` (written by rank 0)."""
+        if self.cfg.shots is None:
+            return self.real_train
+        path = folder / "real_train_subset"
+        if info.is_main:
+            write_subset(self.real_train, self.train_indices, path)
+        barrier(info)
+        return open_subset(path, len(self.train_indices))

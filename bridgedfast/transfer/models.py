@@ -12,9 +12,6 @@ from torch import nn
 __all__ = ["check_model_name", "create_model", "create_source_model", "load_weights_file", "classifier_parameters",
            "param_groups", "reset_head", "data_config"]
 
-PRETRAINED_CHOICES = ("timm", "none")
-
-
 def check_model_name(name: Any) -> None:
     """ValueError (with the closest timm names) unless `name` is a timm model name."""
     import timm
@@ -161,11 +158,6 @@ def _classifier_named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]
 def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The classifier head's parameters (what `reset_classifier` replaces)."""
     return [p for h in _classifier_modules(model) for p in h.parameters()]
-
-
-def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The head's tensors by state-dict name (copies, on the CPU)."""
-    return {n: t.detach().cpu().clone() for n, t in _classifier_named_tensors(model)}
 
 
 def param_groups(model: nn.Module, *, lr: float, head_lr: float, weight_decay: float) -> list[dict[str, Any]]:
