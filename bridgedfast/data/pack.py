@@ -20,13 +20,14 @@ import numpy as np
 
 from ..options import BOOL, INT, POSITIVE_INT, STR, Config, option, shared, spec, takes_options
 from .folders import IMAGE_EXTENSIONS, scan_class_folders
+from .format import ENCODINGS
 from .store import ImageStore, ImageStoreWriter
 
 __all__ = ["ENCODING", "JPEG_QUALITY", "PackConfig", "PackReport", "pack", "pack_folder"]
 
 # Options every step that writes a store shares (see bridgedfast.options).
 ENCODING = spec("raw", STR, "how the store keeps the pixels: raw (fastest to load) or jpeg (smaller)",
-                choices=("raw", "jpeg"))
+                choices=tuple(ENCODINGS))
 JPEG_QUALITY = spec(95, INT, "JPEG quality for encoding jpeg", min=1, max=100)
 
 

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..devices import DEVICE, INFERENCE_DTYPE
 from ..data.pack import ENCODING, JPEG_QUALITY
+from ..devices import DEVICE, INFERENCE_DTYPE
 from ..options import BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SIZE, STR, Config, Kind, option, shared
+from .backends import BACKEND_NAMES
 from .prompts import DEFAULT_TEMPLATE, check_template_text
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, check_scheduler_name
 
-__all__ = ["BACKEND_NAMES", "ATTENTION_NAMES", "GeneratorConfig", "GenerateConfig", "store_size_pair"]
+__all__ = ["ATTENTION_NAMES", "GeneratorConfig", "GenerateConfig", "store_size_pair"]
 
-BACKEND_NAMES = ("eager", "compile", "tensorrt")
 ATTENTION_NAMES = ("auto", "sdpa", "xformers")
 
 
