@@ -101,9 +101,9 @@ def best(results: list[tuple[int | str, float, float]]) -> tuple[int | str, floa
 
 
 def bench(args: argparse.Namespace) -> list[dict]:
-    from bridgedfast.backends import is_available
+    from bridgedfast.optional import is_available
     from bridgedfast.generate import Generator
-    from bridgedfast.sd import resolve_dtype
+    from bridgedfast.devices import resolve_dtype
 
     device = args.device
     cuda = device.startswith("cuda")

@@ -142,7 +142,7 @@ class PlainTextualInversion:
 
 
 def ours_trainer(pipe, source, args, *, dtype=None, cache_root: Path):
-    from bridgedfast.invert.train import auto_dtype
+    from bridgedfast.devices import resolve_training_dtype as auto_dtype
 
     device = torch.device(args.device)
     keys = [source.key(i) for i in range(len(source))]
@@ -220,7 +220,7 @@ def interleaved_steps_per_second(contenders: dict, device: torch.device, *, roun
 
 
 def run_case(args, model, source, tmp: Path) -> list[dict]:
-    from bridgedfast.invert.train import auto_dtype
+    from bridgedfast.devices import resolve_training_dtype as auto_dtype
 
     device = torch.device(args.device)
     weight_dtype = auto_dtype(args.dtype, device)

@@ -2,7 +2,8 @@
 
 Subpackages are imported lazily so `import bridgedfast` stays cheap:
 `bridgedfast.ops`, `bridgedfast.augment`, `bridgedfast.data`, `bridgedfast.generate`,
-`bridgedfast.invert`, `bridgedfast.transfer`.
+`bridgedfast.invert`, `bridgedfast.transfer`, `bridgedfast.experiment`; each step's options are
+declared in its configuration (`bridgedfast.options`). CONTRIBUTING.md maps the modules.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"ops", "reference", "augment", "data", "generate", "invert", "transfer", "testing", "backends"}
+_SUBMODULES = {"ops", "reference", "augment", "data", "generate", "invert", "transfer", "experiment", "testing",
+               "optional", "options"}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from . import ops
-from .data.buffers import BufferPool
+from .buffers import BufferPool
 from .ops import Images
 
 __all__ = [
@@ -135,7 +135,7 @@ class TrainAugment:
     augment's own one seeded with `seed`.
 
     Without `out`, a CPU batch goes into a recycled buffer (`recycle_outputs=True`, as Mixup
-    does; see `bridgedfast.data.buffers.BufferPool`): a batch's memory is written again only
+    does; see `bridgedfast.buffers.BufferPool`): a batch's memory is written again only
     once nothing references it any more (no tensor, view, numpy array or autograd graph), which
     saves the page faults of a fresh multi-megabyte allocation per call. `recycle_outputs=False`
     allocates every batch.
@@ -288,7 +288,7 @@ class Mixup:
     int64 [N] class indices (or dense [N, num_classes] with multi_label) -> mixed x (a new tensor:
     unlike timm, x is not modified in place; `out=` writes it into a given buffer instead) and
     float32 soft targets [N, num_classes]. On the CPU the mixed batches come from a small pool of
-    recycled buffers (`bridgedfast.data.buffers.BufferPool`): a buffer is reused only once nothing
+    recycled buffers (`bridgedfast.buffers.BufferPool`): a buffer is reused only once nothing
     references the batch that used it, so a batch you keep is never overwritten
     (`recycle_outputs=False` allocates every batch).
     Each image i is mixed with image N-1-i. Random variables are timm's (uniforms for the

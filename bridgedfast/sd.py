@@ -1,4 +1,4 @@
-"""Loading Stable Diffusion models the way diffusers does, with clear errors.
+"""Loading Stable Diffusion models the way diffusers does, with clear errors, and fingerprinting them.
 
 Shared by generation and style inversion: a model argument may be a ready diffusers
 pipeline, a local folder saved with `save_pretrained`, or a hub id (needs network access or
@@ -13,33 +13,7 @@ from typing import Any
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """'auto' = fp16 on CUDA, fp32 on CPU; otherwise one of fp32/fp16/bf16 or a torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: use one of auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' = cuda when a GPU is visible, else cpu. Asking for cuda without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but no CUDA GPU is visible")
-    return dev
+__all__ = ["load_pipeline", "model_fingerprint"]
 
 
 def load_pipeline(model: Any, *, torch_dtype: torch.dtype | None = None):

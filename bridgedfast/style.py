@@ -4,16 +4,12 @@ stock `pipe.load_textual_inversion(path, token=...)` loads."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def atomic_path(path: Path) -> Path:
-    """A temporary sibling of `path` to write to before `os.replace(tmp, path)`."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+from .files import atomic_write
 
 
 def save_style(path: str | Path, token: str, embedding: torch.Tensor, metadata: dict[str, Any] | None = None) -> Path:
@@ -27,13 +23,9 @@ def save_style(path: str | Path, token: str, embedding: torch.Tensor, metadata: 
     header = {"format": "pt"}
     if metadata:
         header["bridgedfast"] = json.dumps(metadata, sort_keys=True)
-    tmp = atomic_path(path)
-    try:
+    # safetensors creates files owner-only; the embedding is meant to be shared.
+    with atomic_write(path, mode=0o644) as tmp:
         save_file({token: tensor}, str(tmp), metadata=header)
-        os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the embedding is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -4,8 +4,8 @@ import threading
 import pytest
 import torch
 
-from bridgedfast.data import buffers
-from bridgedfast.data.buffers import BufferPool
+from bridgedfast import buffers
+from bridgedfast.buffers import BufferPool
 
 pytestmark = pytest.mark.skipif(buffers._USE_COUNT is None, reason="this torch has no storage use count")
 

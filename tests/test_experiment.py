@@ -94,7 +94,8 @@ def test_kill_9_then_rerun_equals_the_uninterrupted_run(demo_out, tmp_path, hook
     from safetensors.torch import load_file
 
     cmd = [sys.executable, "-m", "bridgedfast", "demo", "--quick", "--out", str(tmp_path), "--no-progress"]
-    killed = subprocess.run(cmd, capture_output=True, text=True, env=dict(_env(), **{hook: value}), timeout=900)
+    crash = [sys.executable, str(ROOT / "tests" / "crashpoints.py"), *cmd[3:]]  # the kill hooks live in the tests
+    killed = subprocess.run(crash, capture_output=True, text=True, env=dict(_env(), **{hook: value}), timeout=900)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "report.md").exists()
     resumed = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=900)
@@ -182,7 +183,7 @@ def test_not_yaml_and_missing_file(tmp_path, capsys):
 
 def test_split_store_is_stratified_and_copies_bytes(tmp_path):
     from bridgedfast.data import ImageStore, pack
-    from bridgedfast.experiment.runner import split_store
+    from bridgedfast.data import split_store
     from bridgedfast.testing import image_folder
 
     src = pack(image_folder(tmp_path / "src", {"a": 5, "b": 10}), tmp_path / "all", progress=False)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bridgedfast.backends import BackendUnavailable, is_available
+from bridgedfast.optional import MissingDependency, is_available
 from bridgedfast.generate import Generator, build_scheduler, seed_for
 from bridgedfast.testing import tiny_stable_diffusion
 
@@ -218,7 +218,7 @@ def test_auto_batch_on_cpu_and_out_of_memory_back_off(tiny_sd, stock, tmp_path, 
     g = Generator(tiny_sd, device="cpu")
     assert g.generate(["cat"], 3, tmp_path / "auto", steps=2, height=SIZE, width=SIZE, progress=False).batch_size == 3
     # Simulate a GPU running out of memory for any sub-batch larger than 1.
-    real = g._denoise_decode
+    real = g.renderer.denoise_decode
     sizes = []
 
     def fake(items, run, static_batch):
@@ -227,10 +227,10 @@ def test_auto_batch_on_cpu_and_out_of_memory_back_off(tiny_sd, stock, tmp_path, 
             raise torch.OutOfMemoryError("simulated")
         return real(items, run, static_batch)
 
-    monkeypatch.setattr(g, "_denoise_decode", fake)
+    monkeypatch.setattr(g.renderer, "denoise_decode", fake)
     with pytest.warns(UserWarning, match="out of GPU memory"):
         g.generate(CLASSES, 2, tmp_path / "oom", steps=STEPS, height=SIZE, width=SIZE, batch_size=4, progress=False)
-    assert sizes[:3] == [4, 2, 1] and g._chunk == 1
+    assert sizes[:3] == [4, 2, 1] and g.renderer.chunk == 1
     _, images, metas = read_store(tmp_path / "oom")
     assert len(images) == 4
     for img, m in zip(images, metas):
@@ -332,10 +332,10 @@ def test_onnx_check_catches_a_wrong_export(gen, tmp_path):
 def test_tensorrt_backend_never_picks_xformers_attention(monkeypatch):
     """The tensorrt backend exports the UNet to ONNX from an fp32 CPU copy: with xformers
     installed on a GPU machine, 'auto' attention must still be SDPA for it."""
-    from bridgedfast import backends
+    from bridgedfast import optional
 
-    monkeypatch.setattr(backends, "is_available", lambda name: True)
-    monkeypatch.setattr(backends, "require", lambda name, purpose="": None)
+    monkeypatch.setattr(optional, "is_available", lambda name: True)
+    monkeypatch.setattr(optional, "require", lambda name, purpose="": None)
     gen = Generator.__new__(Generator)  # attention is resolved before any model is loaded
     gen.device = torch.device("cuda", 0)
     assert gen._resolve_attention("auto", "eager") == "xformers"
@@ -346,7 +346,7 @@ def test_tensorrt_backend_never_picks_xformers_attention(monkeypatch):
 
 @pytest.mark.skipif(is_available("tensorrt"), reason="tensorrt is installed")
 def test_missing_tensorrt_says_how_to_install(tiny_sd):
-    with pytest.raises(BackendUnavailable, match="pip install"):
+    with pytest.raises(MissingDependency, match="pip install"):
         Generator(tiny_sd, backend="tensorrt", device="cpu")
 
 

@@ -35,6 +35,8 @@ def run_cli(argv: list[str], *, env_extra: dict | None = None, launcher: list[st
             timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     cmd = [sys.executable, *(launcher or []), "-m", "bridgedfast", *argv]
+    if any(key.startswith("BRIDGEDFAST_TEST_KILL") for key in env_extra or {}):  # crash points: tests/crashpoints.py
+        cmd = [sys.executable, str(ROOT / "tests" / "crashpoints.py"), *argv]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

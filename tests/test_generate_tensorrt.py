@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bridgedfast import backends
+from bridgedfast import optional
 from bridgedfast.testing import tiny_stable_diffusion
 
 pytest.importorskip("onnx")
@@ -151,12 +151,12 @@ def _fake_tensorrt() -> types.ModuleType:
 @pytest.fixture
 def standin_tensorrt(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt())
-    backends.probe.cache_clear()
+    optional.probe.cache_clear()
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d=None: types.SimpleNamespace(name="StandIn GPU", major=9, minor=0))
     monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: types.SimpleNamespace(cuda_stream=0))
     _Recorder.builds.clear()
     yield
-    backends.probe.cache_clear()
+    optional.probe.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +254,6 @@ def test_everything_the_backend_needs_is_checked_up_front_and_in_the_extra(stand
     names = {req.split(">")[0].split("=")[0].split("[")[0].strip() for req in extra["project"]["optional-dependencies"]["tensorrt"]}
     assert {"tensorrt", "onnx", "onnxruntime"} <= names
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
-    backends.probe.cache_clear()
-    with pytest.raises(backends.BackendUnavailable, match="onnxruntime"):
+    optional.probe.cache_clear()
+    with pytest.raises(optional.MissingDependency, match="onnxruntime"):
         TensorRTUNet(unet, device=torch.device("cpu"), fingerprint="f00d", cache_dir=tmp_path)

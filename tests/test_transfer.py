@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from bridgedfast.packed import PackedImages
 from bridgedfast.transfer import StageConfig, TrainConfig, few_shot_split, train
 from bridgedfast.transfer import data as tdata
-from bridgedfast.transfer import trainer as ttrainer
 from bridgedfast.transfer.checkpoint import optimizer_from_flat, optimizer_to_flat
-from bridgedfast.transfer.schedule import lr_factor
+from bridgedfast.schedules import lr_factor
 
 MODEL = "test_resnet"
 SIZE = 32
@@ -253,22 +252,20 @@ class Killed(Exception):
 
 
 def test_resume_after_an_interruption_mid_stage2_gives_identical_weights(fakes, tmp_path, monkeypatch):
-    # In process, the kill hook raises instead of SIGKILL (the real kill -9: test_transfer_e2e.py).
+    # In process, the interruption raises at an optimiser step (the real kill -9: test_transfer_e2e.py).
     from safetensors.torch import load_file
 
     kw = dict(epochs=2, stage1=StageConfig(epochs=2), hflip=0.5)
     full = train(config(tmp_path / "full", "bridged++", **kw))
 
-    def kill(pid, sig):
-        raise Killed
+    def kill(step):
+        if step == 14:  # stage 1 has 2 x 4 steps, stage 2 2 x 3: mid stage-2 epoch 2
+            raise Killed
 
-    monkeypatch.setattr(ttrainer.os, "kill", kill)
-    monkeypatch.setenv("BRIDGEDFAST_TEST_KILL_AT_STEP", "14")  # stage 1 has 2 x 4 steps, stage 2 2 x 3: mid stage-2 epoch 2
     with pytest.raises(Killed):
-        train(config(tmp_path / "cut", "bridged++", **kw))
+        train(config(tmp_path / "cut", "bridged++", **kw), on_step=kill)
     state = json.loads((tmp_path / "cut/out/checkpoint/state.json").read_text())
     assert (state["stage"], state["epoch"]) == (1, 1)
-    monkeypatch.delenv("BRIDGEDFAST_TEST_KILL_AT_STEP")
     resumed = train(config(tmp_path / "cut", "bridged++", **kw))
     a, b = load_file(str(tmp_path / "full/out/model.safetensors")), load_file(str(tmp_path / "cut/out/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

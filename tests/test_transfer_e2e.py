@@ -57,9 +57,12 @@ def cli_args(stores, out, mode="vanilla", *extra):
 
 
 def run_cli(args, env_extra=None, torchrun=None):
+    """`python -m bridgedfast ARGS`; with a crash point in env_extra, through tests/crashpoints.py."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     env.update(env_extra or {})
     cmd = [sys.executable, "-m", "bridgedfast", *args]
+    if any(key.startswith("BRIDGEDFAST_TEST_KILL") for key in env_extra or {}):
+        cmd = [sys.executable, str(ROOT / "tests" / "crashpoints.py"), *args]
     if torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
                "-m", "bridgedfast", *args]
@@ -225,19 +228,14 @@ class Stop(Exception):
 def test_resuming_against_a_store_that_changed_is_refused(stores, tmp_path, monkeypatch):
     import shutil
 
-    import bridgedfast.transfer.trainer as trainer
-
     shutil.copytree(stores["synthetic"], tmp_path / "syn")
     config = cfg(stores, tmp_path / "out", "bridged", synthetic=str(tmp_path / "syn"), epochs=2)
 
-    def stop(pid, sig):
+    def stop(step):
         raise Stop
 
-    with monkeypatch.context() as m:
-        m.setattr(trainer.os, "kill", stop)
-        m.setenv("BRIDGEDFAST_TEST_KILL_AT_STEP", "1")
-        with pytest.raises(Stop):
-            train(config)
+    with pytest.raises(Stop):
+        train(config, on_step=stop)
     with data.ImageStoreWriter(tmp_path / "syn", CLASSES) as writer:
         writer.add(torch.zeros(8, 8, 3, dtype=torch.uint8), 0)
     with pytest.raises(ValueError, match="--synthetic store now holds 31 images, but the run in --out .* started with 30"):

@@ -1,8 +1,9 @@
 """The `bridgedfast` command (also `python -m bridgedfast`).
 
 Each sub-command lives in `bridgedfast/cli/<name>.py` and provides HELP (one line),
-`add_arguments(parser)` and `run(args) -> int`. Heavy imports happen inside `run`, so
-`--help` stays fast. Errors a user can cause (ValueError, FileNotFoundError, a missing
+`add_arguments(parser)` and `run(args) -> int`; a step's options come from its configuration's
+declarations (`bridgedfast.options`), so the flags, their defaults and help are never written
+twice. Heavy imports happen inside `run`, so `--help` stays fast. Errors a user can cause (ValueError, FileNotFoundError, a missing
 optional backend) print one line naming the problem and exit with code 2.
 """
 from __future__ import annotations
@@ -21,10 +22,6 @@ class CLIError(Exception):
     """A problem with the user's arguments or input: printed as one line, exit code 2."""
 
 
-class _RawDescriptionDefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Keeps a description's own line breaks (for commands with RAW_DESCRIPTION = True)."""
-
-
 def _load_commands() -> dict[str, ModuleType]:
     modules = {}
     for name in COMMANDS:
@@ -38,6 +35,7 @@ def _load_commands() -> dict[str, ModuleType]:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     from .. import __version__
+    from ..options import HelpFormatter, RawHelpFormatter
 
     parser = argparse.ArgumentParser(
         prog="bridgedfast",
@@ -53,16 +51,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
             name,
             help=mod.HELP,
             description=getattr(mod, "DESCRIPTION", mod.HELP),
-            formatter_class=_RawDescriptionDefaultsFormatter
-            if getattr(mod, "RAW_DESCRIPTION", False)
-            else argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=RawHelpFormatter if getattr(mod, "RAW_DESCRIPTION", False) else HelpFormatter,
         )
         mod.add_arguments(p)
     return parser, modules
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..backends import BackendUnavailable
+    from ..optional import MissingDependency
 
     parser, modules = build_parser()
     args = parser.parse_args(argv)
@@ -71,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(modules[args.command].run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError, BackendUnavailable) as exc:
+    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError, MissingDependency) as exc:
         print(f"bridgedfast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

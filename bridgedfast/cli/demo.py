@@ -35,7 +35,7 @@ def demo_config(quick: bool, device: str) -> dict:
         "generation": {
             "model": "inputs/tiny-sd", "per_class": 8 if quick else 40,
             "template": "a photo of the handwritten digit {}", "steps": 4 if quick else 10,
-            "guidance_scale": 7.5, "scheduler": "dpmpp", "height": 32, "width": 32,
+            "scheduler": "dpmpp", "height": 32, "width": 32,
             "batch_size": 16 if quick else 40, "dtype": "fp32", "device": device, "seed": 0,
         },
         "style": {
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from . import CLIError
     from ..experiment import parse_experiment, run_experiment
-    from ..sd import resolve_device
+    from ..devices import resolve_device
     from ..testing import digits_dataset, tiny_stable_diffusion
 
     try:  # before anything is written

@@ -16,7 +16,7 @@ def collect() -> dict:
     import torch
     import torchvision
 
-    from .. import __version__, _ext, backends
+    from .. import __version__, _ext, optional
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return {
@@ -29,13 +29,13 @@ def collect() -> dict:
         "extension_error": None if _ext.EXTENSION_ERROR is None else str(_ext.EXTENSION_ERROR),
         "cuda_kernels_compiled": _ext.cuda_kernels_compiled(),
         "gpus": gpus,
-        "backends": {name: backends.probe(name) for name in ("xformers", "tensorrt", "onnxruntime")},
+        "backends": {name: optional.probe(name) for name in ("xformers", "tensorrt", "onnxruntime")},
         "ops": _ext.registered_ops(),
     }
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends import BACKENDS
+    from ..optional import DEPENDENCIES
 
     facts = collect()
     if args.json:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"GPU              {', '.join(facts['gpus']) if facts['gpus'] else 'none visible'}")
     print("optional backends:")
     for name, version in facts["backends"].items():
-        state = version if version else f"not installed ({BACKENDS[name].install})"
+        state = version if version else f"not installed ({DEPENDENCIES[name].install})"
         print(f"  {name:<14} {state}")
     print("ops (torch.ops.bridgedfast):")
     for op, keys in facts["ops"].items():

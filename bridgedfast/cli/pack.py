@@ -13,41 +13,21 @@ DESCRIPTION = (
 )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..data.pack import PackConfig
+
     p.add_argument("src", metavar="SRC", help="folder with one sub-folder of images per class")
     p.add_argument("dst", metavar="DST", help="the store to create (must not exist)")
-    p.add_argument("--max-side", type=_positive_int, default=None, help="shrink images so the longer side is at most N pixels")
-    p.add_argument("--encoding", choices=["raw", "jpeg"], default="raw", help="store pixels (fastest to load) or JPEG (smaller)")
-    p.add_argument("--quality", type=_positive_int, default=95, help="JPEG quality for --encoding jpeg (1-100)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="decode threads (default: up to 8, one per core)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images and non-image files, and list them")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    PackConfig.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.pack import pack_folder
+    from ..data.pack import PackConfig, pack_folder
+    from ..options import flag_name
 
+    cfg = PackConfig.from_args(args).validate(flag_name)
     start = time.perf_counter()
-    report = pack_folder(
-        args.src,
-        args.dst,
-        max_side=args.max_side,
-        encoding=args.encoding,
-        quality=args.quality,
-        workers=args.workers,
-        skip_bad=args.skip_bad,
-        progress=not args.no_progress,
-    )
+    report = pack_folder(args.src, args.dst, **cfg.values())
     seconds = time.perf_counter() - start
     size = sum(p.stat().st_size for p in report.store.path.iterdir() if p.is_file())
     print(

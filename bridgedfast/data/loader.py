@@ -36,8 +36,8 @@ import torch
 
 from ..ops import _to_device_async
 from ..packed import PackedImages
+from ..buffers import BufferPool
 from . import decode as _decode
-from .buffers import BufferPool
 from .format import ENCODINGS, StoreCorruptError, shard_name
 from .mapping import map_contiguous
 from .sampler import MixedSampler, batch_seed
@@ -108,7 +108,247 @@ def _open(store: ImageStore | str | os.PathLike | None) -> ImageStore | None:
     return ImageStore(store)
 
 
-class MixedLoader:
+def _loader_device(device: str | torch.device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+class _StoreBytes:
+    """Where a loader's images come from: the stores' columns, every shard mapped side by side
+    when the platform allows it (zero copy on the CPU), reusable host buffers, and gathering or
+    JPEG-decoding a batch's images into one packed buffer (or a device-resident cache of them).
+    The base of MixedLoader, which sets the attributes these methods use."""
+
+    def _map_stores(self) -> None:
+        """Each store's columns as flat arrays, and where its shards' bytes are."""
+        self._views: list[_StoreView | None] = []
+        self._sources: list[torch.Tensor] = []
+        for store, role in ((self.real, "real"), (self.synthetic, "synthetic")):
+            if store is None:
+                self._views.append(None)
+                continue
+            self._views.append(_StoreView(store, len(self._sources), _class_map(store, self.classes, role)))
+            self._sources.extend(store.shards)
+        # Every shard of both stores side by side in one mapping: the CPU path then hands the
+        # mapping itself to the augmentation (zero copy) and the gather has a single source.
+        self._combined: torch.Tensor | None = None
+        files = [(store.path / shard_name(k), t.numel()) for store in (self.real, self.synthetic) if store is not None
+                 for k, t in enumerate(store.shards)]
+        mapped = map_contiguous(files)
+        if mapped is not None:
+            self._combined, starts = mapped
+            for view in self._views:
+                if view is not None:
+                    view.offset = view.offset + np.asarray(starts, dtype=np.int64)[view.source]
+                    view.source = np.zeros_like(view.source)
+            self._sources = [self._combined]
+
+    def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            view = self._views[which]
+            if mask.any() and not view.intact[index[mask]].all():
+                i = int(index[mask][~view.intact[index[mask]]][0])
+                raise StoreCorruptError(
+                    f"{view.store.path}: image {i} is damaged: {shard_name(int(view.store.records[i]['shard']))} "
+                    "is truncated (run ImageStore.verify() for the full list)"
+                )
+
+    def _zero_copy(self, is_syn, index, heights, widths) -> PackedImages | None:
+        """The batch as offsets into the store mapping itself (CPU, all raw): no copy at all."""
+        if self.device.type != "cpu" or self._combined is None:
+            return None
+        offsets = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view = self._views[which]
+                if view.is_jpeg[index[mask]].any():
+                    return None
+                offsets[mask] = view.offset[index[mask]]
+        return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
+
+    def _host_buffer(self, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over
+        prefetch + 2 slots; waits until the slot's previous host->device copy is done."""
+        if not self._slots:
+            self._slots = [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.prefetch + 2)]
+        slot = self._slots[self._slot]
+        self._slot = (self._slot + 1) % len(self._slots)
+        if slot[1] is not None:
+            slot[1].synchronize()
+        if slot[0].numel() < nbytes:
+            slot[0] = torch.empty(int(nbytes * 1.25) + _ALIGN, dtype=torch.uint8, pin_memory=self.pin_memory)
+        if self._stream is not None and slot[1] is None:
+            slot[1] = torch.cuda.Event()
+        return slot[0][:nbytes], slot[1]
+
+    def _gather_host(self, is_syn, index, dst, total, heights, widths, scales=None, skip_jpeg=False):
+        """The batch packed in a (pinned, for CUDA) host buffer: raw images by the gather op,
+        JPEGs decoded into it by the thread pool (at 1/scales[p] of their size where scales is
+        given; heights/widths are then the decoded sizes). skip_jpeg leaves the JPEGs' slots empty."""
+        from ..ops import gather_images
+
+        out, event = self._host_buffer(total)
+        items, jpegs = [], []
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if not mask.any():
+                continue
+            view, pos = self._views[which], np.flatnonzero(mask)
+            idx = index[pos]
+            jpeg = view.is_jpeg[idx]
+            raw_pos, raw_idx = pos[~jpeg], idx[~jpeg]
+            items.append(np.stack([view.source[raw_idx], view.offset[raw_idx], view.nbytes[raw_idx], dst[raw_pos]], 1))
+            jpegs += [(view, int(i), int(p)) for i, p in zip(idx[jpeg], pos[jpeg])]
+        gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
+        if jpegs and not skip_jpeg:
+            self._decode_into(out, jpegs, dst, heights, widths, scales)
+        index_t = torch.from_numpy(np.stack([dst, heights, widths], 1))
+        return PackedImages(out, index_t), event
+
+    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths, scales=None) -> None:
+        def decode(job) -> None:
+            view, i, p = job
+            scale = 1 if scales is None else int(scales[p])
+            try:
+                if scale == 1:
+                    pixels = decode_jpeg(view.store.encoded(i))
+                else:  # a read-only numpy array (Pillow's), copied straight into the batch
+                    pixels = _decode.decode_jpeg_scaled(view.store.encoded(i), scale)
+            except Exception as exc:
+                raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
+            if tuple(pixels.shape) != (heights[p], widths[p], 3):
+                full = "" if scale == 1 else f" at 1/{scale} of its size"
+                raise StoreCorruptError(
+                    f"{view.store.path}: image {i} is damaged: JPEG decodes{full} to {tuple(pixels.shape)}, "
+                    f"index says {(int(heights[p]), int(widths[p]), 3)}"
+                )
+            target = out[dst[p] : dst[p] + int(heights[p] * widths[p] * 3)].view(*pixels.shape)
+            if isinstance(pixels, np.ndarray):
+                target.numpy()[...] = pixels
+            else:
+                target.copy_(pixels)
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
+        # One task per worker (every workers-th image): fewer hand-offs than one task per image.
+        chunks = [jpegs[k :: self.workers] for k in range(min(self.workers, len(jpegs)))]
+        for _ in self._pool.map(lambda chunk: [decode(job) for job in chunk], chunks):
+            pass
+
+    def _has_jpeg(self, is_syn: np.ndarray, index: np.ndarray) -> bool:
+        return any(mask.any() and self._views[which].is_jpeg[index[mask]].any()
+                   for which, mask in ((0, ~is_syn), (1, is_syn)))
+
+    def _gather_reduced(self, is_syn, index, heights, widths, generator):
+        """Draws the batch's crops first, then decodes each JPEG at the smallest libjpeg scale
+        that keeps its crop at least the output size, into a packed buffer of the reduced sizes;
+        returns (packed, copy event, (boxes rounded onto the reduced grids, in the reduced images, flip))."""
+        boxes, flip = self._planned.draw(heights, widths, generator)
+        out_h, out_w = self._planned.output_size
+        scales = np.ones(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                pos = np.flatnonzero(mask)
+                jpeg = self._views[which].is_jpeg[index[pos]]
+                scales[pos[jpeg]] = _decode.dct_scales(boxes[pos[jpeg], 2], boxes[pos[jpeg], 3], out_h, out_w)
+        small_h, small_w = _decode.scaled_sizes(heights, widths, scales)
+        dst, total = _offsets(small_h * small_w * 3)
+        packed, event = self._gather_host(is_syn, index, dst, total, small_h, small_w, scales)
+        return packed, event, (_decode.snap_boxes(boxes, scales, heights, widths)[1], flip)
+
+    def _gather_nvjpeg(self, is_syn, index, heights, widths) -> PackedImages | None:
+        """The batch packed on the GPU: raw images gathered on the host and copied over, JPEGs
+        decoded there by nvJPEG in one call. None when nvJPEG cannot decode this batch (the
+        host path then decodes it on the CPU)."""
+        jobs = []
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                view, pos = self._views[which], np.flatnonzero(mask)
+                jobs += [(view, int(i), int(p)) for i, p in zip(index[pos], pos) if view.is_jpeg[i]]
+        if not jobs:
+            return None
+        dst, total = _offsets(heights * widths * 3)
+        with torch.cuda.stream(self._stream):
+            decoded = _decode.decode_jpegs_cuda([view.store.encoded(i) for view, i, _ in jobs], self.device)
+            if decoded is None:
+                return None
+            for (view, i, p), image in zip(jobs, decoded):
+                if tuple(image.shape) != (heights[p], widths[p], 3):
+                    raise StoreCorruptError(
+                        f"{view.store.path}: image {i} is damaged: JPEG decodes to {tuple(image.shape)}, "
+                        f"index says {(int(heights[p]), int(widths[p]), 3)}"
+                    )
+            out = torch.empty(total, dtype=torch.uint8, device=self.device)
+            if len(jobs) < len(index):  # raw images too: gathered on the host, one copy over
+                host, event = self._gather_host(is_syn, index, dst, total, heights, widths, skip_jpeg=True)
+                out.copy_(host.data[:total], non_blocking=True)
+                event.record(self._stream)
+            for (view, i, p), image in zip(jobs, decoded):
+                out[dst[p] : dst[p] + image.numel()].view(image.shape).copy_(image)
+                image.record_stream(self._stream)  # nvJPEG may have allocated it on its own stream
+        return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
+
+    # -- the device-resident cache ---------------------------------------------------------
+    def _cache_bytes(self) -> int:
+        return sum(int(_aligned(v.height * v.width * 3).sum()) for v in self._views if v is not None)
+
+    def _build_cache(self) -> None:
+        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned;
+        JPEGs by nvJPEG when the loader decodes with it)."""
+        sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
+        starts, total = _offsets(np.concatenate(sizes))
+        cache = torch.empty(total, dtype=torch.uint8, device=self.device)
+        chunk, first = 256, 0
+        for which, view in enumerate(self._views):
+            if view is None:
+                continue
+            n = len(view.height)
+            view.cache_offset = starts[first : first + n]
+            first += n
+            self._check_intact(np.full(n, which == 1), np.arange(n))
+            for lo in range(0, n, chunk):
+                idx = np.arange(lo, min(lo + chunk, n))
+                is_syn, h, w = np.full(len(idx), which == 1), view.height[idx], view.width[idx]
+                dst, end = _offsets(h * w * 3)
+                packed = self._gather_nvjpeg(is_syn, idx, h, w) if self.jpeg_decode == "nvjpeg" else None
+                if packed is not None:  # decoded on the GPU (same layout), on the loader's stream
+                    torch.cuda.current_stream(self.device).wait_stream(self._stream)
+                    event = None
+                else:
+                    packed, event = self._gather_host(is_syn, idx, dst, end, h, w)
+                at = int(view.cache_offset[lo])
+                cache[at : at + end].copy_(packed.data[:end], non_blocking=event is not None)
+                if event is not None:
+                    event.record(torch.cuda.current_stream(self.device))
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        self._cache = cache
+
+    def _gather_cached(self, is_syn, index, heights, widths) -> PackedImages:
+        """From the device cache: zero copy on CPU; on CUDA the gather kernel packs the batch."""
+        from ..ops import gather_images
+
+        offsets = np.empty(len(index), dtype=np.int64)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                offsets[mask] = self._views[which].cache_offset[index[mask]]
+        if self.device.type == "cpu":
+            return PackedImages(self._cache, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
+        nbytes = heights * widths * 3
+        dst, total = _offsets(nbytes)
+        items = torch.from_numpy(np.stack([np.zeros_like(offsets), offsets, nbytes, dst], 1))
+        with torch.cuda.stream(self._stream):
+            out = torch.empty(total, dtype=torch.uint8, device=self.device)
+            gather_images([self._cache], items, out)
+        return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
+
+
+class MixedLoader(_StoreBytes):
     """Batches `(images float[B,3,H,W], targets int64[B], is_synthetic bool[B])` on `device`.
 
     real / synthetic: ImageStores (or their paths); either may be None for a single-store loader.
@@ -173,13 +413,7 @@ class MixedLoader:
             raise ValueError(f"augment must be callable as augment(PackedImages, torch.Generator), got {augment!r}")
         if prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {prefetch}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r} but CUDA is not available")
-        if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.device = _loader_device(device)
         self.classes: list[str] = list(classes) if classes is not None else (self.real or self.synthetic).classes
         if jpeg_decode == "nvjpeg" and self.device.type != "cuda":
             raise ValueError(f"jpeg_decode='nvjpeg' decodes on the GPU: it needs device='cuda', got {str(device)!r}")
@@ -205,27 +439,7 @@ class MixedLoader:
             world_size=world_size,
             shuffle=shuffle,
         )
-        self._views: list[_StoreView | None] = []
-        self._sources: list[torch.Tensor] = []
-        for store, role in ((self.real, "real"), (self.synthetic, "synthetic")):
-            if store is None:
-                self._views.append(None)
-                continue
-            self._views.append(_StoreView(store, len(self._sources), _class_map(store, self.classes, role)))
-            self._sources.extend(store.shards)
-        # Every shard of both stores side by side in one mapping: the CPU path then hands the
-        # mapping itself to the augmentation (zero copy) and the gather has a single source.
-        self._combined: torch.Tensor | None = None
-        files = [(store.path / shard_name(k), t.numel()) for store in (self.real, self.synthetic) if store is not None
-                 for k, t in enumerate(store.shards)]
-        mapped = map_contiguous(files)
-        if mapped is not None:
-            self._combined, starts = mapped
-            for view in self._views:
-                if view is not None:
-                    view.offset = view.offset + np.asarray(starts, dtype=np.int64)[view.source]
-                    view.source = np.zeros_like(view.source)
-            self._sources = [self._combined]
+        self._map_stores()
         self._pool: ThreadPoolExecutor | None = None
         self._active: weakref.ref | None = None
         self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
@@ -325,82 +539,6 @@ class MixedLoader:
             return augment(packed, out), targets_t, is_syn_t, None
         return augment(packed), targets_t, is_syn_t, None
 
-    def _has_jpeg(self, is_syn: np.ndarray, index: np.ndarray) -> bool:
-        return any(mask.any() and self._views[which].is_jpeg[index[mask]].any()
-                   for which, mask in ((0, ~is_syn), (1, is_syn)))
-
-    def _gather_reduced(self, is_syn, index, heights, widths, generator):
-        """Draws the batch's crops first, then decodes each JPEG at the smallest libjpeg scale
-        that keeps its crop at least the output size, into a packed buffer of the reduced sizes;
-        returns (packed, copy event, (boxes rounded onto the reduced grids, in the reduced images, flip))."""
-        boxes, flip = self._planned.draw(heights, widths, generator)
-        out_h, out_w = self._planned.output_size
-        scales = np.ones(len(index), dtype=np.int64)
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if mask.any():
-                pos = np.flatnonzero(mask)
-                jpeg = self._views[which].is_jpeg[index[pos]]
-                scales[pos[jpeg]] = _decode.dct_scales(boxes[pos[jpeg], 2], boxes[pos[jpeg], 3], out_h, out_w)
-        small_h, small_w = _decode.scaled_sizes(heights, widths, scales)
-        dst, total = _offsets(small_h * small_w * 3)
-        packed, event = self._gather_host(is_syn, index, dst, total, small_h, small_w, scales)
-        return packed, event, (_decode.snap_boxes(boxes, scales, heights, widths)[1], flip)
-
-    def _gather_nvjpeg(self, is_syn, index, heights, widths) -> PackedImages | None:
-        """The batch packed on the GPU: raw images gathered on the host and copied over, JPEGs
-        decoded there by nvJPEG in one call. None when nvJPEG cannot decode this batch (the
-        host path then decodes it on the CPU)."""
-        jobs = []
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if mask.any():
-                view, pos = self._views[which], np.flatnonzero(mask)
-                jobs += [(view, int(i), int(p)) for i, p in zip(index[pos], pos) if view.is_jpeg[i]]
-        if not jobs:
-            return None
-        dst, total = _offsets(heights * widths * 3)
-        with torch.cuda.stream(self._stream):
-            decoded = _decode.decode_jpegs_cuda([view.store.encoded(i) for view, i, _ in jobs], self.device)
-            if decoded is None:
-                return None
-            for (view, i, p), image in zip(jobs, decoded):
-                if tuple(image.shape) != (heights[p], widths[p], 3):
-                    raise StoreCorruptError(
-                        f"{view.store.path}: image {i} is damaged: JPEG decodes to {tuple(image.shape)}, "
-                        f"index says {(int(heights[p]), int(widths[p]), 3)}"
-                    )
-            out = torch.empty(total, dtype=torch.uint8, device=self.device)
-            if len(jobs) < len(index):  # raw images too: gathered on the host, one copy over
-                host, event = self._gather_host(is_syn, index, dst, total, heights, widths, skip_jpeg=True)
-                out.copy_(host.data[:total], non_blocking=True)
-                event.record(self._stream)
-            for (view, i, p), image in zip(jobs, decoded):
-                out[dst[p] : dst[p] + image.numel()].view(image.shape).copy_(image)
-                image.record_stream(self._stream)  # nvJPEG may have allocated it on its own stream
-        return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
-
-    def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            view = self._views[which]
-            if mask.any() and not view.intact[index[mask]].all():
-                i = int(index[mask][~view.intact[index[mask]]][0])
-                raise StoreCorruptError(
-                    f"{view.store.path}: image {i} is damaged: {shard_name(int(view.store.records[i]['shard']))} "
-                    "is truncated (run ImageStore.verify() for the full list)"
-                )
-
-    def _zero_copy(self, is_syn, index, heights, widths) -> PackedImages | None:
-        """The batch as offsets into the store mapping itself (CPU, all raw): no copy at all."""
-        if self.device.type != "cpu" or self._combined is None:
-            return None
-        offsets = np.empty(len(index), dtype=np.int64)
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if mask.any():
-                view = self._views[which]
-                if view.is_jpeg[index[mask]].any():
-                    return None
-                offsets[mask] = view.offset[index[mask]]
-        return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
-
     def _consume(self, produced) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets, is_syn, ready = produced
         if ready is not None:
@@ -409,128 +547,6 @@ class MixedLoader:
             for t in (images, targets, is_syn):
                 t.record_stream(current)  # made on the side stream, used on this one
         return images, targets, is_syn
-
-    def _host_buffer(self, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-        """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over
-        prefetch + 2 slots; waits until the slot's previous host->device copy is done."""
-        if not self._slots:
-            self._slots = [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.prefetch + 2)]
-        slot = self._slots[self._slot]
-        self._slot = (self._slot + 1) % len(self._slots)
-        if slot[1] is not None:
-            slot[1].synchronize()
-        if slot[0].numel() < nbytes:
-            slot[0] = torch.empty(int(nbytes * 1.25) + _ALIGN, dtype=torch.uint8, pin_memory=self.pin_memory)
-        if self._stream is not None and slot[1] is None:
-            slot[1] = torch.cuda.Event()
-        return slot[0][:nbytes], slot[1]
-
-    def _gather_host(self, is_syn, index, dst, total, heights, widths, scales=None, skip_jpeg=False):
-        """The batch packed in a (pinned, for CUDA) host buffer: raw images by the gather op,
-        JPEGs decoded into it by the thread pool (at 1/scales[p] of their size where scales is
-        given; heights/widths are then the decoded sizes). skip_jpeg leaves the JPEGs' slots empty."""
-        from ..ops import gather_images
-
-        out, event = self._host_buffer(total)
-        items, jpegs = [], []
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if not mask.any():
-                continue
-            view, pos = self._views[which], np.flatnonzero(mask)
-            idx = index[pos]
-            jpeg = view.is_jpeg[idx]
-            raw_pos, raw_idx = pos[~jpeg], idx[~jpeg]
-            items.append(np.stack([view.source[raw_idx], view.offset[raw_idx], view.nbytes[raw_idx], dst[raw_pos]], 1))
-            jpegs += [(view, int(i), int(p)) for i, p in zip(idx[jpeg], pos[jpeg])]
-        gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
-        if jpegs and not skip_jpeg:
-            self._decode_into(out, jpegs, dst, heights, widths, scales)
-        index_t = torch.from_numpy(np.stack([dst, heights, widths], 1))
-        return PackedImages(out, index_t), event
-
-    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths, scales=None) -> None:
-        def decode(job) -> None:
-            view, i, p = job
-            scale = 1 if scales is None else int(scales[p])
-            try:
-                if scale == 1:
-                    pixels = decode_jpeg(view.store.encoded(i))
-                else:  # a read-only numpy array (Pillow's), copied straight into the batch
-                    pixels = _decode.decode_jpeg_scaled(view.store.encoded(i), scale)
-            except Exception as exc:
-                raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
-            if tuple(pixels.shape) != (heights[p], widths[p], 3):
-                full = "" if scale == 1 else f" at 1/{scale} of its size"
-                raise StoreCorruptError(
-                    f"{view.store.path}: image {i} is damaged: JPEG decodes{full} to {tuple(pixels.shape)}, "
-                    f"index says {(int(heights[p]), int(widths[p]), 3)}"
-                )
-            target = out[dst[p] : dst[p] + int(heights[p] * widths[p] * 3)].view(*pixels.shape)
-            if isinstance(pixels, np.ndarray):
-                target.numpy()[...] = pixels
-            else:
-                target.copy_(pixels)
-
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
-        # One task per worker (every workers-th image): fewer hand-offs than one task per image.
-        chunks = [jpegs[k :: self.workers] for k in range(min(self.workers, len(jpegs)))]
-        for _ in self._pool.map(lambda chunk: [decode(job) for job in chunk], chunks):
-            pass
-
-    # -- the device-resident cache ---------------------------------------------------------
-    def _cache_bytes(self) -> int:
-        return sum(int(_aligned(v.height * v.width * 3).sum()) for v in self._views if v is not None)
-
-    def _build_cache(self) -> None:
-        """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned;
-        JPEGs by nvJPEG when the loader decodes with it)."""
-        sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
-        starts, total = _offsets(np.concatenate(sizes))
-        cache = torch.empty(total, dtype=torch.uint8, device=self.device)
-        chunk, first = 256, 0
-        for which, view in enumerate(self._views):
-            if view is None:
-                continue
-            n = len(view.height)
-            view.cache_offset = starts[first : first + n]
-            first += n
-            self._check_intact(np.full(n, which == 1), np.arange(n))
-            for lo in range(0, n, chunk):
-                idx = np.arange(lo, min(lo + chunk, n))
-                is_syn, h, w = np.full(len(idx), which == 1), view.height[idx], view.width[idx]
-                dst, end = _offsets(h * w * 3)
-                packed = self._gather_nvjpeg(is_syn, idx, h, w) if self.jpeg_decode == "nvjpeg" else None
-                if packed is not None:  # decoded on the GPU (same layout), on the loader's stream
-                    torch.cuda.current_stream(self.device).wait_stream(self._stream)
-                    event = None
-                else:
-                    packed, event = self._gather_host(is_syn, idx, dst, end, h, w)
-                at = int(view.cache_offset[lo])
-                cache[at : at + end].copy_(packed.data[:end], non_blocking=event is not None)
-                if event is not None:
-                    event.record(torch.cuda.current_stream(self.device))
-        if self.device.type == "cuda":
-            torch.cuda.current_stream(self.device).synchronize()
-        self._cache = cache
-
-    def _gather_cached(self, is_syn, index, heights, widths) -> PackedImages:
-        """From the device cache: zero copy on CPU; on CUDA the gather kernel packs the batch."""
-        from ..ops import gather_images
-
-        offsets = np.empty(len(index), dtype=np.int64)
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if mask.any():
-                offsets[mask] = self._views[which].cache_offset[index[mask]]
-        if self.device.type == "cpu":
-            return PackedImages(self._cache, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
-        nbytes = heights * widths * 3
-        dst, total = _offsets(nbytes)
-        items = torch.from_numpy(np.stack([np.zeros_like(offsets), offsets, nbytes, dst], 1))
-        with torch.cuda.stream(self._stream):
-            out = torch.empty(total, dtype=torch.uint8, device=self.device)
-            gather_images([self._cache], items, out)
-        return PackedImages(out, torch.from_numpy(np.stack([dst, heights, widths], 1)))
 
     def close(self) -> None:
         if self._pool is not None:

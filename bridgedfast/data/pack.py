@@ -14,14 +14,34 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..options import BOOL, INT, POSITIVE_INT, STR, Config, option, shared, spec, takes_options
+from .folders import IMAGE_EXTENSIONS, scan_class_folders
+from .format import ENCODINGS
 from .store import ImageStore, ImageStoreWriter
 
-__all__ = ["pack", "pack_folder", "PackReport", "IMAGE_EXTENSIONS"]
+__all__ = ["ENCODING", "JPEG_QUALITY", "PackConfig", "PackReport", "pack", "pack_folder"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".gif")
+# Options every step that writes a store shares (see bridgedfast.options).
+ENCODING = spec("raw", STR, "how the store keeps the pixels: raw (fastest to load) or jpeg (smaller)",
+                choices=tuple(ENCODINGS))
+JPEG_QUALITY = spec(95, INT, "JPEG quality for encoding jpeg", min=1, max=100)
+
+
+@dataclass
+class PackConfig(Config):
+    """How `pack` writes a store."""
+
+    max_side: int | None = option(None, POSITIVE_INT, "shrink images so the longer side is at most N pixels")
+    encoding: str = shared(ENCODING)
+    quality: int = shared(JPEG_QUALITY, surfaces=("cli",))
+    workers: int | None = option(None, POSITIVE_INT, "decode threads (default: up to 8, one per core)", surfaces=("cli",))
+    skip_bad: bool = option(False, BOOL, "skip unreadable images and non-image files, and list them", surfaces=("cli",))
+    progress: bool = option(True, BOOL, "progress bar", flag="--no-progress", surfaces=("cli",), keyed=False)
+    shard_bytes: int = option(1 << 30, INT, "bytes per shard file", min=1, surfaces=())
 
 
 @dataclass
@@ -34,31 +54,14 @@ class PackReport:
 
 def _scan(src: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, str]]]:
     """Class names, (image path, label) in a fixed order, and non-image files found."""
-    if not src.exists():
-        raise FileNotFoundError(f"source folder {str(src)!r} does not exist")
-    if not src.is_dir():
-        raise ValueError(f"source {str(src)!r} is not a folder (expected SRC/<class>/<images>)")
-    classes = sorted(p.name for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
+    found = scan_class_folders(src, "source folder")
+    if not found.classes:
         raise ValueError(f"source folder {str(src)!r} has no class sub-folders (expected SRC/<class>/<images>)")
-    files: list[tuple[Path, int]] = []
-    not_images: list[tuple[Path, str]] = []
-    for label, name in enumerate(classes):
-        found = 0
-        for root, dirs, names in os.walk(src / name, followlinks=True):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for n in sorted(names):
-                if n.startswith("."):
-                    continue
-                path = Path(root) / n
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
-                    files.append((path, label))
-                    found += 1
-                else:
-                    not_images.append((path, f"not an image file (extension {path.suffix or 'none'!r})"))
-        if found == 0:
+    for label, name in enumerate(found.classes):
+        if found.count(label) == 0:
             raise ValueError(f"class folder {str(src / name)!r} is empty: it holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-    return classes, files, not_images
+    not_images = [(p, f"not an image file (extension {p.suffix or 'none'!r})") for p in found.not_images]
+    return found.classes, found.images, not_images
 
 
 def _load(path: Path, max_side: int | None, encoding: str, quality: int) -> tuple[object, int, int, str]:
@@ -87,57 +90,40 @@ def _load(path: Path, max_side: int | None, encoding: str, quality: int) -> tupl
         return buf.getvalue(), h, w, "jpeg"
 
 
-def pack_folder(
-    src_dir: str | os.PathLike,
-    dst: str | os.PathLike,
-    *,
-    max_side: int | None = None,
-    encoding: str = "raw",
-    quality: int = 95,
-    workers: int | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
-    shard_bytes: int = 1 << 30,
-) -> PackReport:
+@takes_options(PackConfig)
+def pack_folder(src_dir: str | os.PathLike, dst: str | os.PathLike, **options: Any) -> PackReport:
     """`pack`, returning a PackReport with what was skipped (see `pack`)."""
+    cfg = PackConfig(**options).validate()
     src, dst = Path(src_dir), Path(dst)
-    if encoding not in ("raw", "jpeg"):
-        raise ValueError(f"encoding must be 'raw' or 'jpeg', got {encoding!r}")
-    if max_side is not None and (isinstance(max_side, bool) or int(max_side) != max_side or max_side < 1):
-        raise ValueError(f"max_side must be a positive integer, got {max_side!r}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     if dst.exists():
         raise ValueError(f"destination {str(dst)!r} already exists; pack into a new path")
     classes, files, not_images = _scan(src)
-    if not_images and not skip_bad:
+    if not_images and not cfg.skip_bad:
         path, why = not_images[0]
         raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip {len(not_images)} such file(s))")
     skipped = [(str(p), why) for p, why in not_images]
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = cfg.workers or min(8, os.cpu_count() or 1)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.packing-{uuid.uuid4().hex[:8]}"
     from tqdm import tqdm
 
     try:
-        with ImageStoreWriter(tmp, classes, encoding=encoding, quality=quality, commit_every=10**9,
-                              commit_seconds=30.0, shard_bytes=shard_bytes) as writer, \
+        with ImageStoreWriter(tmp, classes, encoding=cfg.encoding, quality=cfg.quality, commit_every=10**9,
+                              commit_seconds=30.0, shard_bytes=cfg.shard_bytes) as writer, \
                 ThreadPoolExecutor(workers, thread_name_prefix="bridgedfast-pack") as pool, \
-                tqdm(total=len(files), desc=f"pack {src.name}", unit="img", disable=not progress) as bar:
+                tqdm(total=len(files), desc=f"pack {src.name}", unit="img", disable=not cfg.progress) as bar:
             window = 4 * workers  # bounded look-ahead: memory stays flat for any dataset size
-            futures = [pool.submit(_load, p, max_side, encoding, quality) for p, _ in files[:window]]
+            futures = [pool.submit(_load, p, cfg.max_side, cfg.encoding, cfg.quality) for p, _ in files[:window]]
             for k, (path, label) in enumerate(files):
                 if k + window < len(files):
-                    futures.append(pool.submit(_load, files[k + window][0], max_side, encoding, quality))
+                    futures.append(pool.submit(_load, files[k + window][0], cfg.max_side, cfg.encoding, cfg.quality))
                 try:
                     data, h, w, enc = futures[k].result()
                     futures[k] = None
                 except Exception as exc:  # PIL raises many kinds for a bad file
                     futures[k] = None
                     why = f"cannot read image: {type(exc).__name__}: {exc}"
-                    if not skip_bad:
+                    if not cfg.skip_bad:
                         raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip bad images)") from None
                     skipped.append((str(path), why))
                     bar.update(1)
@@ -145,8 +131,8 @@ def pack_folder(
                 writer.add_encoded(data, h, w, label, {"path": str(path.relative_to(src))}, encoding=enc)
                 bar.update(1)
             count = len(writer)
-        report = {"source": str(src.resolve()), "classes": classes, "images": count, "encoding": encoding,
-                  "max_side": max_side, "quality": quality, "skipped": [{"path": p, "why": w} for p, w in skipped]}
+        report = {"source": str(src.resolve()), "classes": classes, "images": count, "encoding": cfg.encoding,
+                  "max_side": cfg.max_side, "quality": cfg.quality, "skipped": [{"path": p, "why": w} for p, w in skipped]}
         (tmp / "pack.json").write_text(json.dumps(report, indent=1) + "\n")
         if dst.exists():
             raise ValueError(f"destination {str(dst)!r} appeared while packing; the new store was not moved there")
@@ -157,28 +143,17 @@ def pack_folder(
     return PackReport(ImageStore(dst), classes, count, skipped)
 
 
-def pack(
-    src_dir: str | os.PathLike,
-    dst: str | os.PathLike,
-    *,
-    max_side: int | None = None,
-    encoding: str = "raw",
-    quality: int = 95,
-    workers: int | None = None,
-    skip_bad: bool = False,
-    progress: bool = True,
-    shard_bytes: int = 1 << 30,
-) -> ImageStore:
+@takes_options(PackConfig)
+def pack(src_dir: str | os.PathLike, dst: str | os.PathLike, **options: Any) -> ImageStore:
     """Packs SRC/<class>/<image files> into a new ImageStore at dst (class = sub-folder name,
-    sorted; files in sorted order; each image's meta holds its source path).
+    sorted; files in sorted order, found recursively; each image's meta holds its source path).
 
-    max_side: shrink (bicubic, antialiased) so the longer side is at most this; encoding: 'raw'
-    (pixels, fastest to load) or 'jpeg' (quality); workers: decode threads. A bad image or a
-    non-image file stops the pack before anything is written at dst, naming the file, unless
-    skip_bad, which skips and lists them (warning and dst/pack.json).
+    Options (`PackConfig`): max_side: shrink (bicubic, antialiased) so the longer side is at most
+    this; encoding: 'raw' (pixels, fastest to load) or 'jpeg' (quality); workers: decode threads.
+    A bad image or a non-image file stops the pack before anything is written at dst, naming the
+    file, unless skip_bad, which skips and lists them (warning and dst/pack.json).
     """
-    report = pack_folder(src_dir, dst, max_side=max_side, encoding=encoding, quality=quality, workers=workers,
-                         skip_bad=skip_bad, progress=progress, shard_bytes=shard_bytes)
+    report = pack_folder(src_dir, dst, **options)
     if report.skipped:
         listed = "; ".join(f"{p} ({why})" for p, why in report.skipped[:20])
         warnings.warn(f"pack skipped {len(report.skipped)} file(s): {listed}", RuntimeWarning, stacklevel=2)

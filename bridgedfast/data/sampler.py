@@ -18,19 +18,12 @@ from typing import Iterator
 
 import numpy as np
 
+from ..seeds import batch_seed, sampler_rng
+
 __all__ = ["MixedSampler", "batch_seed"]
 
-_UNION, _REAL, _SYNTHETIC, _POSITIONS, _BATCH = 0, 1, 2, 3, 4
-
-
-def _rng(*key: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
-
-
-def batch_seed(seed: int, epoch: int, rank: int, batch: int) -> int:
-    """The seed of batch `batch`'s augmentation generator: a function of these four numbers only,
-    so prefetching, worker counts and timing never change a batch."""
-    return int(np.random.SeedSequence([seed, epoch, rank, batch, _BATCH]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+# Stream tags of the sampler's seed keys (batch_seed uses STREAM_BATCH = 4).
+_UNION, _REAL, _SYNTHETIC, _POSITIONS = 0, 1, 2, 3
 
 
 class MixedSampler:
@@ -66,7 +59,7 @@ class MixedSampler:
         self.epoch = 0
         self.synthetic_per_batch: int | None = None
         if synthetic_fraction is not None and 0.0 < synthetic_fraction < 1.0:
-            k = round(synthetic_fraction * batch_size)
+            k = self.synthetic_per_batch_for(synthetic_fraction, batch_size)
             if not 0 < k < batch_size:
                 raise ValueError(
                     f"synthetic_fraction={synthetic_fraction} with batch_size={batch_size} gives {k} synthetic images "
@@ -84,6 +77,12 @@ class MixedSampler:
                 f"(real={num_real}, synthetic={num_synthetic}, synthetic_fraction={synthetic_fraction})"
             )
 
+    @staticmethod
+    def synthetic_per_batch_for(fraction: float, batch_size: int) -> int:
+        """Synthetic images in each batch of `batch_size` for a fixed fraction 0 < f < 1 (valid
+        when 0 < result < batch_size)."""
+        return round(fraction * batch_size)
+
     def set_epoch(self, epoch: int) -> None:
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
@@ -98,7 +97,7 @@ class MixedSampler:
 
     def _rank_slice(self, n: int, *key: int) -> np.ndarray:
         """This rank's disjoint share of a shuffle of range(n), equal in size on every rank."""
-        order = _rng(self.seed, self.epoch, *key).permutation(n) if self.shuffle else np.arange(n)
+        order = sampler_rng(self.seed, self.epoch, *key).permutation(n) if self.shuffle else np.arange(n)
         return order[: self._per_rank(n) * self.world_size][self.rank :: self.world_size]
 
     def __len__(self) -> int:
@@ -134,7 +133,7 @@ class MixedSampler:
         n, per = self.num_synthetic, self._per_rank(self.num_synthetic)
         cycles = -(-need // per)
         if self.shuffle:
-            orders = _rng(self.seed, self.epoch, _SYNTHETIC).random((cycles, n)).argsort(axis=1, kind="stable")
+            orders = sampler_rng(self.seed, self.epoch, _SYNTHETIC).random((cycles, n)).argsort(axis=1, kind="stable")
         else:
             orders = np.broadcast_to(np.arange(n), (cycles, n))
         return orders[:, : per * self.world_size][:, self.rank :: self.world_size].reshape(-1)[:need].astype(np.int64)
@@ -146,7 +145,7 @@ class MixedSampler:
         real_counts = [min(real_per_batch, len(real) - i * real_per_batch) for i in range(batches)]
         syn_counts = [k if r == real_per_batch else round(r * k / real_per_batch) for r in real_counts]
         synthetic = self._synthetic_stream(sum(syn_counts))
-        positions = _rng(self.seed, self.epoch, _POSITIONS, self.rank)
+        positions = sampler_rng(self.seed, self.epoch, _POSITIONS, self.rank)
         plan, r0, s0 = [], 0, 0
         for r, s in zip(real_counts, syn_counts):
             index = np.concatenate([real[r0 : r0 + r], synthetic[s0 : s0 + s]])

@@ -322,6 +322,58 @@ def _as_hwc_uint8(image: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _create_store(path: Path, classes: list[str], encoding: str, *, fsync: bool) -> None:
+    """An empty store at `path`, made under a temporary name and renamed into place."""
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        (tmp / HEADER_FILE).write_bytes(encode_header(classes, encoding))
+        (tmp / INDEX_FILE).write_bytes(encode_index_header())
+        (tmp / META_FILE).write_bytes(b"")
+        (tmp / COMMIT_FILE).write_bytes(encode_commit(Commit(0, zlib.crc32(b""))))
+        if fsync:
+            for name in (HEADER_FILE, INDEX_FILE, META_FILE, COMMIT_FILE):
+                with open(tmp / name, "rb+") as f:
+                    os.fsync(f.fileno())
+            _fsync_dir(tmp)
+        os.rename(tmp, path)  # atomic; replaces an empty directory
+        if fsync:
+            _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_writer_args(classes: list[str], encoding: str, quality: int, commit_every: int, shard_bytes: int) -> None:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {encoding!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be a non-empty list of distinct strings, got {classes!r}")
+    if commit_every < 1 or shard_bytes < 1:
+        raise ValueError(f"commit_every and shard_bytes must be >= 1, got {commit_every} and {shard_bytes}")
+
+
+def _discard_uncommitted(path: Path, shard: int, shard_pos: int, meta_pos: int) -> None:
+    """Checks the committed bytes are all there and removes shards begun after the last commit."""
+    for name, need in ((shard_name(shard), shard_pos), (META_FILE, meta_pos)):
+        have = (path / name).stat().st_size if (path / name).exists() else 0
+        if have < need:
+            raise StoreCorruptError(
+                f"cannot resume {str(path)!r}: {name} holds {have} bytes but the committed images need {need}"
+            )
+    for f in path.glob("data-*.bin"):
+        try:
+            number = int(f.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        if number > shard:
+            f.unlink()
+
+
 class ImageStoreWriter:
     """Appends images to a store, committing atomically every `commit_every` images or
     `commit_seconds` seconds (checked on each add) and on `commit()`/`close()`.
@@ -344,15 +396,8 @@ class ImageStoreWriter:
         shard_bytes: int = 1 << 30,
         fsync: bool = True,
     ) -> None:
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {encoding!r}")
-        if not 1 <= quality <= 100:
-            raise ValueError(f"quality must be in 1..100, got {quality}")
         classes = list(classes)
-        if not classes or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
-            raise ValueError(f"classes must be a non-empty list of distinct strings, got {classes!r}")
-        if commit_every < 1 or shard_bytes < 1:
-            raise ValueError(f"commit_every and shard_bytes must be >= 1, got {commit_every} and {shard_bytes}")
+        _check_writer_args(classes, encoding, quality, commit_every, shard_bytes)
         self.path = Path(path)
         self.classes = classes
         self.encoding = encoding
@@ -363,7 +408,7 @@ class ImageStoreWriter:
         self._fsync = fsync
         self._closed = True
         if not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir())):
-            self._create()
+            _create_store(self.path, self.classes, self.encoding, fsync=self._fsync)
         _check_store_dir(self.path)
         if not (self.path / HEADER_FILE).exists():
             raise StoreError(f"{str(self.path)!r} exists and is not an image store (no {HEADER_FILE}); choose a new path")
@@ -379,28 +424,6 @@ class ImageStoreWriter:
             os.close(self._lock_fd)
             raise
         self._closed = False
-
-    def _create(self) -> None:
-        parent = self.path.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f".{self.path.name}.creating-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            (tmp / HEADER_FILE).write_bytes(encode_header(self.classes, self.encoding))
-            (tmp / INDEX_FILE).write_bytes(encode_index_header())
-            (tmp / META_FILE).write_bytes(b"")
-            (tmp / COMMIT_FILE).write_bytes(encode_commit(Commit(0, zlib.crc32(b""))))
-            if self._fsync:
-                for name in (HEADER_FILE, INDEX_FILE, META_FILE, COMMIT_FILE):
-                    with open(tmp / name, "rb+") as f:
-                        os.fsync(f.fileno())
-                _fsync_dir(tmp)
-            os.rename(tmp, self.path)  # atomic; replaces an empty directory
-            if self._fsync:
-                _fsync_dir(parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def _open_existing(self) -> None:
         header, commit, records = _load_committed(self.path)
@@ -423,19 +446,7 @@ class ImageStoreWriter:
             self._meta_pos = int((records["meta_offset"] + records["meta_len"]).max())
         else:
             self._shard, self._shard_pos, self._meta_pos = 0, 0, 0
-        for name, need in ((shard_name(self._shard), self._shard_pos), (META_FILE, self._meta_pos)):
-            have = (self.path / name).stat().st_size if (self.path / name).exists() else 0
-            if have < need:
-                raise StoreCorruptError(
-                    f"cannot resume {str(self.path)!r}: {name} holds {have} bytes but the committed images need {need}"
-                )
-        for f in self.path.glob("data-*.bin"):
-            try:
-                number = int(f.stem.split("-", 1)[1])
-            except ValueError:
-                continue
-            if number > self._shard:
-                f.unlink()
+        _discard_uncommitted(self.path, self._shard, self._shard_pos, self._meta_pos)
         self._index_f = open(self.path / INDEX_FILE, "r+b")
         self._index_f.truncate(INDEX_HEADER_SIZE + self._count * RECORD_SIZE)
         self._index_f.seek(0, os.SEEK_END)

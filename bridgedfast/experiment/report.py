@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ..files import atomic_write, atomic_write_text
 from .config import Experiment
 
 CELL = 64
@@ -41,9 +42,8 @@ def sample_grid(path: Path, columns: list[tuple[str, Any]], classes: list[str], 
                 canvas.paste(img, (x0 + k * CELL, header_h + r * CELL))
     for r in range(n_rows):
         draw.text((4, header_h + r * CELL + CELL // 2 - 6), classes[r][:14], fill="black")
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    canvas.save(tmp)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        canvas.save(tmp)
     return path
 
 
@@ -178,7 +178,5 @@ def write_report(exp: Experiment, out: Path, *, train: Path, synthetic: Path | N
         note = note_file.read_text().strip()
     blocks = _blocks(exp, out, train=train, synthetic=synthetic, nostyle=nostyle, runs=runs, timings=timings, note=note)
     for name, text in (("report.md", _md(blocks)), ("report.html", _html(blocks))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / name)
+        atomic_write_text(out / name, text)
     return out / "report.md"

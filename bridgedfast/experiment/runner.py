@@ -5,66 +5,16 @@ steps.py), so an interrupted run resumes and a changed setting reruns only what 
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 import yaml
 
-from .config import Experiment
+from ..data.subsets import is_store, split_store
+from .config import Experiment, section_payload, train_config
 from .steps import Steps, input_fingerprint
-
-_ENCODING_NAMES = {0: "raw", 1: "jpeg"}
-
-
-def is_store(path: str | Path) -> bool:
-    from ..data.format import HEADER_FILE
-
-    return (Path(path) / HEADER_FILE).is_file()
-
-
-def split_store(src: Any, train_out: Path, test_out: Path, *, test_fraction: float, seed: int) -> None:
-    """Copies a store's images (encoded bytes, no re-encoding) into a stratified train/test pair.
-
-    Each output is written under a temporary name and renamed when complete, so one that exists
-    is a finished split of an earlier, interrupted call with the same arguments: it is kept."""
-    from ..data import ImageStore, ImageStoreWriter
-    from ..data.format import ENCODING_NAMES
-
-    labels = src.labels
-    g = torch.Generator().manual_seed(seed)
-    test_idx: list[int] = []
-    train_idx: list[int] = []
-    for c, name in enumerate(src.classes):
-        idx = torch.nonzero(labels == c).flatten()
-        if len(idx) < 2:
-            raise ValueError(f"class {name!r} has {len(idx)} image(s): at least 2 are needed to hold some out for testing")
-        idx = idx[torch.randperm(len(idx), generator=g)].tolist()
-        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
-        test_idx += sorted(idx[:n_test])
-        train_idx += sorted(idx[n_test:])
-    records = src.records
-    for out, indices in ((train_out, train_idx), (test_out, test_idx)):
-        if out.exists():
-            if len(ImageStore(out)) != len(indices):
-                raise ValueError(f"{out} holds {len(ImageStore(out))} images, the split {len(indices)}: delete it to redo the split")
-            continue
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        with ImageStoreWriter(tmp, src.classes) as writer:
-            for i in indices:
-                r = records[i]
-                writer.add_encoded(
-                    src.encoded(i).numpy().tobytes(), int(r["height"]), int(r["width"]), int(r["label"]),
-                    src.meta(i) or None, encoding=ENCODING_NAMES[int(r["encoding"])],
-                )
-        tmp.rename(out)
 
 
 class ExperimentRunner:
@@ -80,12 +30,14 @@ class ExperimentRunner:
 
     # ---------------------------------------------------------------- data
     def prepare_real(self) -> tuple[str, Path, Path]:
+        from ..data.pack import PackConfig
+
         d = self.exp.data
         payload = {
             "real": d.real, "real_input": input_fingerprint(d.real), "test": d.test,
             "test_input": input_fingerprint(d.test) if d.test else None,
             "test_fraction": None if d.test else d.test_fraction, "split_seed": None if d.test else d.split_seed,
-            "max_side": d.max_side, "encoding": d.encoding,
+            "max_side": d.max_side, "encoding": d.encoding, **PackConfig.new_keyed_values(step_options(d, PackConfig)),
         }
         data_dir = self.out / "data"
         train = Path(d.real) if d.test and is_store(d.real) else data_dir / "real-train"
@@ -97,7 +49,7 @@ class ExperimentRunner:
             from ..data import ImageStore, pack
 
             data_dir.mkdir(parents=True, exist_ok=True)
-            opts = dict(max_side=d.max_side, encoding=d.encoding, progress=self.progress)
+            opts = dict(step_options(d, PackConfig), progress=self.progress)
             if d.test is None:
                 packed = data_dir / "real-all"
                 if is_store(d.real):
@@ -127,12 +79,10 @@ class ExperimentRunner:
 
     def generator(self):
         if self._generator is None:
-            from ..generate import Generator
+            from ..generate import Generator, GeneratorConfig
 
             g = self.exp.generation
-            self._generator = Generator(
-                g.model, backend=g.backend, attention=g.attention, dtype=g.dtype, scheduler=g.scheduler, device=g.device
-            )
+            self._generator = Generator(g.model, **step_options(g, GeneratorConfig))
         return self._generator
 
     def invert(self, data_key: str, train: Path) -> tuple[str | None, Path | None]:
@@ -140,18 +90,13 @@ class ExperimentRunner:
         if not (s.enabled and self._needs_synthetic()):
             return None, None
         out = self.out / "style" / "style.safetensors"
-        payload = {"data": data_key, "model": self.exp.generation.model, "style": {k: v for k, v in vars(s).items()
-                                                                                   if k not in ("device", "template")}}
+        payload = {"data": data_key, "model": self.exp.generation.model, "style": section_payload(s)}
 
         def work() -> dict:
-            from ..invert import invert_style
+            from ..invert import InvertConfig, invert_style
 
             t0 = time.perf_counter()
-            invert_style(
-                self.exp.generation.model, train, out, token=s.token, init_word=s.init_word, steps=s.steps,
-                lr=s.lr, batch_size=s.batch_size, resolution=s.resolution, seed=s.seed, device=s.device,
-                dtype=s.dtype, progress=self.progress,
-            )
+            invert_style(self.exp.generation.model, train, out, **step_options(s, InvertConfig), progress=self.progress)
             seconds = time.perf_counter() - t0
             report_path = out.with_name(out.stem + ".report.json")
             extra = json.loads(report_path.read_text()) if report_path.is_file() else {}
@@ -162,8 +107,14 @@ class ExperimentRunner:
         return key, out
 
     def _generation_payload(self) -> dict:
-        g = self.exp.generation
-        return {k: v for k, v in vars(g).items() if k not in ("device", "backend", "attention")}
+        return section_payload(self.exp.generation)
+
+    def _generate(self, classes: list[str], n: int, out: Path, template: str, **extra: Any) -> dict:
+        from ..generate import GenerateConfig
+
+        options = {**step_options(self.exp.generation, GenerateConfig), "template": template, **extra}
+        options.pop("per_class")
+        return _report_dict(self.generator().generate(classes, n, out, progress=self.progress, **options))
 
     def generate(self, train: Path, data_key: str, style_key: str | None, style_path: Path | None) -> tuple[str | None, Path | None]:
         if not self._needs_synthetic():
@@ -177,14 +128,8 @@ class ExperimentRunner:
         def work() -> dict:
             from ..data import ImageStore
 
-            report = self.generator().generate(
-                ImageStore(train).classes, g.per_class, out, template=template,
-                style=style_path, style_token=s.token if style_path is not None else None,
-                negative_prompt=g.negative_prompt, guidance_scale=g.guidance_scale, steps=g.steps,
-                height=g.height, width=g.width, seed=g.seed, batch_size=g.batch_size, store_size=g.store_size,
-                encoding=g.encoding, progress=self.progress,
-            )
-            return _report_dict(report)
+            return self._generate(ImageStore(train).classes, g.per_class, out, template, style=style_path,
+                                  style_token=s.token if style_path is not None else None)
 
         key, result = self.steps.run("generate", payload, [out], work)
         self.timings["generate"] = result
@@ -203,12 +148,7 @@ class ExperimentRunner:
         def work() -> dict:
             from ..data import ImageStore
 
-            classes = ImageStore(train).classes
-            return _report_dict(self.generator().generate(
-                classes, n, out, template=g.template, negative_prompt=g.negative_prompt,
-                guidance_scale=g.guidance_scale, steps=g.steps, height=g.height, width=g.width, seed=g.seed,
-                batch_size=g.batch_size, store_size=g.store_size, encoding=g.encoding, progress=self.progress,
-            ))
+            return self._generate(ImageStore(train).classes, n, out, g.template)
 
         self.steps.run("samples-nostyle", payload, [out], work)
         return out
@@ -230,10 +170,8 @@ class ExperimentRunner:
         out = self.out / "train" / name
         config = train_config(self.exp, mode, shots, seed, real_train=train, real_test=test, synthetic=synthetic,
                               out=out, progress=self.progress)
-        payload = {
-            "data": data_key, "synthetic": None if mode == "vanilla" else gen_key,
-            "config": {k: v for k, v in _jsonable(config).items() if k not in ("out", "device", "workers", "progress")},
-        }
+        payload = {"data": data_key, "synthetic": None if mode == "vanilla" else gen_key,
+                   "config": config.record(keyed_only=True)}
         self.steps.run(f"train-{name}", payload, [out], lambda: {"test_top1": run_training(config)["test_top1"]})
         return out
 
@@ -262,42 +200,15 @@ class ExperimentRunner:
         return timings
 
 
-def train_config(exp: Experiment, mode: str, shots: int | None, seed: int, *, real_train: str | Path,
-                 real_test: str | Path, synthetic: str | Path | None, out: str | Path, progress: bool = True):
-    """The `bridgedfast.transfer.TrainConfig` of one training run of the experiment."""
-    from ..transfer import TrainConfig
-
-    t = exp.training
-    cfg_kwargs: dict[str, Any] = dict(
-        model=t.model, real_train=str(real_train), real_test=str(real_test), out=str(out), mode=mode,
-        synthetic=None if mode == "vanilla" else str(synthetic), shots=shots, pretrained=t.pretrained,
-        device=t.device, seed=seed, progress=progress,
-    )
-    for key in ("batch_size", "lr", "image_size", "workers"):
-        if getattr(t, key) is not None:
-            cfg_kwargs[key] = getattr(t, key)
-    if t.epochs is not None:
-        cfg_kwargs["epochs"] = t.epochs
-    if mode == "mixed" and t.synthetic_fraction is not None:
-        cfg_kwargs["synthetic_fraction"] = t.synthetic_fraction
-    cfg_kwargs.update(copy.deepcopy(t.options))
-    config = TrainConfig(**cfg_kwargs)
-    for stage, epochs in (("stage1", t.stage1_epochs), ("stage2", t.stage2_epochs)):
-        if epochs is not None:
-            getattr(config, stage).epochs = epochs
-    return config
+def step_options(section: Any, config: type) -> dict[str, Any]:
+    """The section's values of the options `config` (a step's configuration) declares."""
+    return {name: getattr(section, name) for name in type(section).OPTIONS if name in config.options()}
 
 
 def _report_dict(report: Any) -> dict:
     import dataclasses
 
     return dataclasses.asdict(report)
-
-
-def _jsonable(obj: Any) -> dict:
-    import dataclasses
-
-    return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
 
 
 def run_experiment(exp: Experiment, *, progress: bool = True, log: Callable[[str], None] = print) -> Path:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
+
+from ..files import atomic_write_json
 
 
 def content_key(payload: Any) -> str:
@@ -29,14 +30,6 @@ def input_fingerprint(path: str | Path) -> str:
         st = f.stat()
         h.update(f"{f.relative_to(path) if f != path else f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 class Steps:
@@ -75,9 +68,9 @@ class Steps:
         else:
             self.log(f"[run] {name}")
         (self.dir / f"{name}.done.json").unlink(missing_ok=True)
-        _write_json_atomic(self.dir / f"{name}.started.json", {"key": key, "payload": payload})
+        atomic_write_json(self.dir / f"{name}.started.json", {"key": key, "payload": payload})
         result = fn()
-        _write_json_atomic(
+        atomic_write_json(
             self.dir / f"{name}.done.json",
             {"key": key, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "result": result},
         )

@@ -6,13 +6,19 @@
 """
 from __future__ import annotations
 
-from .engine import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, GenerationReport, Generator
-from .plan import seed_for
+from ..seeds import seed_for
+from .config import GenerateConfig, GeneratorConfig
+from .engine import GenerationReport, Generator
 from .prompts import DEFAULT_TEMPLATE
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
 
+DEFAULT_GUIDANCE_SCALE = GenerateConfig.options()["guidance_scale"].default
+DEFAULT_STEPS = GenerateConfig.options()["steps"].default
+
 __all__ = [
     "Generator",
+    "GeneratorConfig",
+    "GenerateConfig",
     "GenerationReport",
     "seed_for",
     "build_scheduler",

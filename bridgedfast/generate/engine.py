@@ -1,45 +1,52 @@
 """The generation engine: Stable Diffusion images per class, batched, resumable, reproducible.
 
-Image (c, i) is computed exactly as a stock `StableDiffusionPipeline` computes one image with
-`generator=torch.Generator("cpu").manual_seed(seed_for(seed, c, i))`: the same prompt
-encoding, latents drawn with the same call and shape (a batch-1 draw per generator), the same
-scheduler steps, classifier-free guidance with the unconditional and conditional halves in one
-UNet call, and the same VAE decode. Only the batching differs, and batching never changes
-which image gets which seed.
+`Generator(model, ...)` loads and prepares the model (options: `GeneratorConfig`);
+`Generator.generate(classes, per_class, out, ...)` (options: `GenerateConfig`) checks `out`
+against its manifest, splits the (class, image) grid into batches and ranks, has the `Renderer`
+compute each batch exactly as a stock diffusers pipeline would, and commits them to the store.
 """
 from __future__ import annotations
 
-import inspect
-import math
+import contextlib
 import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from ..sd import load_pipeline, model_fingerprint, resolve_device, resolve_dtype
-from .backends import BACKEND_NAMES, check_backend, make_backend
-from .distributed import RankContext, rank_context, rank_device
-from .manifest import FORMAT, check_same_config, read_manifest, write_manifest
+from ..devices import resolve_device, resolve_dtype
+from ..distributed import RankContext, rank_context, rank_device
+from ..options import takes_options
+from ..sd import load_pipeline, model_fingerprint
+from .backends import check_backend, make_backend
+from .config import GenerateConfig, GeneratorConfig, store_size_pair
+from .manifest import check_out, generation_config, manifest, run_facts, write_manifest
 from .plan import GridBatch, Item, grid, pending, rank_rounds, seed_for, work_items
-from .prompts import DEFAULT_TEMPLATE, Style, check_template, class_names, load_style, make_prompt, read_style
-from .schedulers import DEFAULT_SCHEDULER, build_scheduler, scheduler_description
+from .prompts import Style, check_template, class_names, load_style, make_prompt, read_style
+from .render import PreparedRun, Renderer
+from .schedulers import build_scheduler
 
-ATTENTION_NAMES = ("auto", "sdpa", "xformers")
-ENCODINGS = ("raw", "jpeg")
-DEFAULT_GUIDANCE_SCALE = 7.5
-DEFAULT_STEPS = 25
-CPU_AUTO_BATCH = 8
-DEFAULT_MAX_AUTO_BATCH = 32
-DECODE_CHUNK = 8  # VAE decode memory grows fastest with batch; 8 images already fill a GPU
+__all__ = ["Generator", "GenerationReport", "cudnn_benchmark", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("BRIDGEDFAST_CACHE", Path.home() / ".cache" / "bridgedfast"))
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN picks the fastest convolution algorithms once when every call has the same shapes:
+    on (if `enabled`) inside the block only, so a training run later in the process keeps its own setting."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = previous or enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 @dataclass
@@ -72,95 +79,31 @@ class GenerationReport:
                 + (f"; {self.skipped} already there" if self.skipped else ""))
 
 
-@dataclass
-class _Run:
-    """Everything one `generate` call fixes before the first batch."""
-
-    prompts: list[str]
-    cond: list[torch.Tensor]           # per class: [1, seq, dim] on the device
-    uncond: torch.Tensor | None        # [1, seq, dim], None without CFG
-    cfg: bool
-    guidance_scale: float
-    steps: int
-    height: int
-    width: int
-    seed: int
-    store_size: tuple[int, int] | None
-    negative_prompt: str | None
-    timestep_cond_dim: int | None
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _size_pair(name: str, value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value, value)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"{name} must be a positive int or (height, width), got {value!r}")
-    return (_check_positive_int(name, value[0]), _check_positive_int(name, value[1]))
-
-
-def _check_scheduler_name(name: Any) -> None:
-    """Fails on an unknown scheduler name before the model is loaded."""
-    import diffusers
-
-    from .schedulers import SCHEDULERS
-
-    if name is None or (isinstance(name, str) and name.strip().lower() in SCHEDULERS):
-        return
-    if isinstance(name, str) and name.endswith("Scheduler") and isinstance(getattr(diffusers, name, None), type):
-        return
-    build_scheduler(name, None)  # raises the ValueError listing the names
-
-
 class Generator:
     """Synthetic images per class with a diffusers Stable Diffusion model.
 
     model: a `StableDiffusionPipeline`, a local diffusers folder or a hub id.
-    backend: "eager" (PyTorch), "compile" (torch.compile, CUDA graphs on GPU) or "tensorrt".
-    attention: "auto" (xformers on CUDA when installed, else PyTorch SDPA; always SDPA for the
-      tensorrt backend), "sdpa" or "xformers".
-    dtype: "auto" (fp16 on CUDA, fp32 on CPU), "fp32", "fp16" or "bf16".
-    scheduler: a name from `bridgedfast.generate.SCHEDULERS` (default DPM-Solver++ multistep) or a
-      diffusers scheduler class name, built from the model's scheduler config; None keeps the model's.
-    fuse_qkv: fuse attention q/k/v projections into one matmul (SDPA attention only).
+    Options (`GeneratorConfig`): backend "eager" (PyTorch), "compile" (torch.compile, CUDA graphs
+    on GPU) or "tensorrt"; attention "auto" (xformers on CUDA when installed, else PyTorch SDPA;
+    always SDPA for the tensorrt backend), "sdpa" or "xformers"; dtype "auto" (fp16 on CUDA, fp32
+    on CPU), "fp32", "fp16" or "bf16"; scheduler: a name from `bridgedfast.generate.SCHEDULERS`
+    (default DPM-Solver++ multistep) or a diffusers scheduler class name, built from the model's
+    scheduler config, None keeps the model's; fuse_qkv: fuse attention q/k/v projections into one
+    matmul (SDPA attention only).
     """
 
-    def __init__(
-        self,
-        model: Any,
-        *,
-        backend: str = "eager",
-        attention: str = "auto",
-        dtype: str | torch.dtype = "auto",
-        scheduler: str | None = DEFAULT_SCHEDULER,
-        device: str | torch.device = "auto",
-        fuse_qkv: bool = True,
-        channels_last: bool | None = None,
-        max_auto_batch: int = DEFAULT_MAX_AUTO_BATCH,
-        compile_mode: str | None = None,
-        cache_dir: str | Path | None = None,
-    ) -> None:
-        if backend not in BACKEND_NAMES:
-            raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKEND_NAMES)}")
-        if attention not in ATTENTION_NAMES:
-            raise ValueError(f"unknown attention {attention!r}: use one of {', '.join(ATTENTION_NAMES)}")
-        _check_scheduler_name(scheduler)
-        self.device = rank_device(resolve_device(device))
-        self.dtype = resolve_dtype(dtype, self.device)
+    @takes_options(GeneratorConfig)
+    def __init__(self, model: Any, **options: Any) -> None:
+        cfg = GeneratorConfig(**options).validate()
+        self.config = cfg
+        self.device = rank_device(resolve_device(cfg.device))
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # TensorRT and CUDA graphs run on the current device
-        check_backend(backend, self.device)
-        self.attention = self._resolve_attention(attention, backend)
-        self.backend_name = backend
-        self.max_auto_batch = _check_positive_int("max_auto_batch", max_auto_batch)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        check_backend(cfg.backend, self.device)
+        self.attention = self._resolve_attention(cfg.attention, cfg.backend)
+        self.backend_name = cfg.backend
+        self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
 
         pipe = load_pipeline(model, torch_dtype=self.dtype)
         if pipe.unet.dtype != self.dtype:  # a pipeline object given in another precision
@@ -171,33 +114,19 @@ class Generator:
         self.model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
         # Fingerprint the weights as loaded, before fusing projections or adding style tokens.
         self.fingerprint = model_fingerprint(pipe)
-        self.scheduler_name = scheduler
-        self.scheduler = build_scheduler(scheduler, pipe.scheduler)
-        self._step_kwargs = set(inspect.signature(self.scheduler.step).parameters)
-
-        pipe.unet.eval()
-        pipe.vae.eval()
-        pipe.text_encoder.eval()
-        if self.attention == "xformers":
-            pipe.enable_xformers_memory_efficient_attention()
-        elif fuse_qkv:
-            self._fuse_qkv()
-        if channels_last is None:
-            channels_last = self.device.type == "cuda"
-        if channels_last:
-            pipe.unet.to(memory_format=torch.channels_last)
-            pipe.vae.to(memory_format=torch.channels_last)
-        self.fused_qkv = fuse_qkv and self.attention != "xformers"
-        self.channels_last = channels_last
-        self.unet_runner, self.decoder = make_backend(backend, pipe, device=self.device, fingerprint=self.fingerprint,
-                                                      cache_dir=self.cache_dir, compile_mode=compile_mode)
-        self._chunk: int | None = None  # sub-batch size after an out-of-memory back-off
+        self.scheduler_name = cfg.scheduler
+        self.scheduler = build_scheduler(cfg.scheduler, pipe.scheduler)
+        self._prepare_modules(cfg)
+        self.unet_runner, decoder = make_backend(cfg.backend, pipe, device=self.device, fingerprint=self.fingerprint,
+                                                 cache_dir=self.cache_dir, compile_mode=cfg.compile_mode)
+        self.renderer = Renderer(pipe, self.scheduler, self.unet_runner, decoder, device=self.device, dtype=self.dtype,
+                                 max_auto_batch=cfg.max_auto_batch)
 
     # -- set-up -----------------------------------------------------------------------------------
     def _resolve_attention(self, attention: str, backend: str) -> str:
         """The tensorrt backend always uses SDPA: it exports the UNet to ONNX (tracing an fp32
         copy on the CPU), and xformers' kernels neither export nor run on the CPU."""
-        from ..backends import is_available, require
+        from ..optional import is_available, require
 
         if attention == "xformers":
             if backend == "tensorrt":
@@ -211,13 +140,26 @@ class Generator:
             return "xformers"
         return "sdpa"
 
-    def _fuse_qkv(self) -> None:
-        try:
-            self.pipe.unet.fuse_qkv_projections()
-        except Exception as exc:  # models with processors that cannot fuse keep the separate projections
-            warnings.warn(f"could not fuse the UNet's attention projections ({exc}); continuing unfused")
+    def _prepare_modules(self, cfg: GeneratorConfig) -> None:
+        """Eval mode, the attention kernels, fused projections and the memory format."""
+        pipe = self.pipe
+        pipe.unet.eval()
+        pipe.vae.eval()
+        pipe.text_encoder.eval()
+        if self.attention == "xformers":
+            pipe.enable_xformers_memory_efficient_attention()
+        elif cfg.fuse_qkv:
+            try:
+                pipe.unet.fuse_qkv_projections()
+            except Exception as exc:  # models with processors that cannot fuse keep the separate projections
+                warnings.warn(f"could not fuse the UNet's attention projections ({exc}); continuing unfused")
+        channels_last = self.device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+        if channels_last:
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+        self.fused_qkv = cfg.fuse_qkv and self.attention != "xformers"
+        self.channels_last = channels_last
 
-    # -- prompts ----------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode(self, prompt: str, negative_prompt: str | None = None, *, cfg: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -226,120 +168,96 @@ class Generator:
         cond, uncond = self.pipe.encode_prompt(prompt, self.device, 1, cfg, negative_prompt)
         return cond, uncond
 
-    # -- generation -------------------------------------------------------------------------------
-    def generate(
-        self,
-        classes: Any,
-        per_class: int,
-        out: str | Path,
-        *,
-        template: str = DEFAULT_TEMPLATE,
-        style: str | Path | None = None,
-        style_token: str | None = None,
-        negative_prompt: str | None = None,
-        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
-        steps: int = DEFAULT_STEPS,
-        height: int = 512,
-        width: int = 512,
-        seed: int = 0,
-        batch_size: int | str = "auto",
-        store_size: int | tuple[int, int] | None = None,
-        encoding: str = "raw",
-        quality: int = 95,
-        progress: bool = True,
-    ) -> GenerationReport:
-        """Generates `per_class` images for each class into the ImageStore at `out` and returns
-        the report (images, seconds, images/s, UNet it/s). Re-running on the same `out` resumes."""
-        # Every batch has the same shapes: let cuDNN pick the fastest convolution algorithms once,
-        # for this call only (a training run later in the same process keeps its own setting).
-        previous = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = previous or self.device.type == "cuda"
-        try:
-            return self._generate(classes, per_class, out, template=template, style=style, style_token=style_token,
-                                  negative_prompt=negative_prompt, guidance_scale=guidance_scale, steps=steps,
-                                  height=height, width=width, seed=seed, batch_size=batch_size,
-                                  store_size=store_size, encoding=encoding, quality=quality, progress=progress)
-        finally:
-            torch.backends.cudnn.benchmark = previous
+    @property
+    def vae_scale(self) -> int:
+        return self.renderer.vae_scale
 
-    def _generate(self, classes: Any, per_class: int, out: str | Path, *, template: str, style: str | Path | None,
-                  style_token: str | None, negative_prompt: str | None, guidance_scale: float, steps: int,
-                  height: int, width: int, seed: int, batch_size: int | str,
-                  store_size: int | tuple[int, int] | None, encoding: str, quality: int,
-                  progress: bool) -> GenerationReport:
+    def initial_latents(self, items: list[Item], seed: int, height: int, width: int
+                        ) -> tuple[torch.Tensor, list[torch.Generator]]:
+        """See `Renderer.initial_latents`."""
+        return self.renderer.initial_latents(items, seed, height, width)
+
+    def auto_batch_size(self, height: int, width: int, *, cfg: bool = True, seq_len: int = 77) -> int:
+        """See `Renderer.auto_batch_size`."""
+        return self.renderer.auto_batch_size(height, width, cfg=cfg, seq_len=seq_len)
+
+    # -- generation -------------------------------------------------------------------------------
+    @takes_options(GenerateConfig)
+    def generate(self, classes: Any, per_class: int, out: str | Path, **options: Any) -> GenerationReport:
+        """Generates `per_class` images for each class into the ImageStore at `out` and returns
+        the report (images, seconds, images/s, UNet it/s). Re-running on the same `out` resumes.
+        `classes`: a list of names or an ImageStore (its classes); options: `GenerateConfig`."""
         t_start = time.perf_counter()
         names = class_names(classes)
-        per_class = _check_positive_int("per_class", per_class)
-        steps = _check_positive_int("steps", steps)
-        height = _check_positive_int("height", height)
-        width = _check_positive_int("width", width)
-        if height % 8 or width % 8:
-            raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        seed = int(seed)
-        if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float))
-                or not math.isfinite(guidance_scale) or guidance_scale < 0):
-            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
-        guidance_scale = float(guidance_scale)
-        if batch_size != "auto":
-            batch_size = _check_positive_int("batch_size", batch_size)
-        size = _size_pair("store_size", store_size)
-        if encoding not in ENCODINGS:
-            raise ValueError(f"unknown encoding {encoding!r}: use one of {', '.join(ENCODINGS)}")
-        if negative_prompt is not None and not isinstance(negative_prompt, str):
-            raise ValueError(f"negative_prompt must be a string, got {negative_prompt!r}")
-        sty: Style | None = read_style(style, style_token) if style is not None else None
-        check_template(template, sty)
+        cfg = GenerateConfig(per_class=per_class, **options).validate()
+        style = read_style(cfg.style, cfg.style_token) if cfg.style is not None else None
+        check_template(cfg.template, style)
         out = Path(out).expanduser()
+        with cudnn_benchmark(self.device.type == "cuda"):
+            return self._generate(names, cfg, style, out, t_start)
 
+    def _generate(self, names: list[str], cfg: GenerateConfig, style: Style | None, out: Path,
+                  t_start: float) -> GenerationReport:
         ctx = rank_context()
-        if sty is not None:
-            load_style(self.pipe, sty)
-        run = self._prepare_run(names, template, sty, negative_prompt, guidance_scale, steps, height, width, seed, size)
-        config = self._config(names, per_class, template, sty, run, encoding, quality)
-
+        if style is not None:
+            load_style(self.pipe, style)
+        run = self._prepare_run(names, cfg, style)
+        config = generation_config(cfg, classes=names, fingerprint=self.fingerprint, dtype=self.dtype,
+                                   scheduler=self.scheduler, style=style)
         # Rank 0 checks `out` against the configuration before anything is created.
-        prior = ctx.main_decides(lambda: self._check_out(out, config))
-        batch = self._resolve_batch(batch_size, prior, run, per_class * len(names), ctx)
-        sink = None
+        prior = ctx.main_decides(lambda: check_out(out, config))
+        batch = self._resolve_batch(cfg.batch_size, prior, run, cfg.per_class * len(names), ctx)
+        written, skipped, unet_calls, denoise_s = self._render_into(out, names, cfg, run, batch, ctx, config, prior)
+        stats = ctx.all_gather((unet_calls, denoise_s, written))
+        total_calls, max_secs, written = sum(s[0] for s in stats), max(s[1] for s in stats), sum(s[2] for s in stats)
+        seconds = time.perf_counter() - t_start
+        report = GenerationReport(
+            images=written, seconds=seconds, images_per_s=written / seconds if seconds > 0 else 0.0,
+            unet_its=total_calls / max_secs if max_secs > 0 else 0.0, batch_size=batch, skipped=skipped,
+            total=skipped + written, out=str(out), backend=self.backend_name,
+            extra={"world_size": ctx.world_size, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")},
+        )
+        if ctx.is_main:
+            status = "complete" if report.total == cfg.per_class * len(names) else "incomplete"
+            write_manifest(out, manifest(config, self._facts(batch, ctx, report), status=status, previous=prior))
+        ctx.barrier()
+        return report
+
+    def _render_into(self, out: Path, names: list[str], cfg: GenerateConfig, run: PreparedRun, batch: int,
+                     ctx: RankContext, config: dict, prior: dict | None) -> tuple[int, int, int, float]:
+        """Renders every missing image on the grid, rank 0 committing batch by batch; returns
+        (images written, images already there, UNet calls, seconds denoising) of this rank."""
+        from tqdm.auto import tqdm
+
+        sink, done = None, None
         if ctx.is_main:
             from .sink import StoreSink
 
-            sink = StoreSink(out, names, encoding=encoding, quality=quality)
-            write_manifest(out, self._manifest(config, batch, ctx, status="running", previous=prior))
+            sink = StoreSink(out, names, encoding=cfg.encoding, quality=cfg.quality)
+            write_manifest(out, manifest(config, self._facts(batch, ctx), status="running", previous=prior))
             done = sink.done
-        else:
-            done = None
         done = ctx.broadcast(done)
-        batches = grid(work_items(len(names), per_class), batch)
+        batches = grid(work_items(len(names), cfg.per_class), batch)
         todo = pending(batches, done)
         if todo:
-            self.unet_runner.prepare((2 if run.cfg else 1) * batch, height // self.vae_scale,
-                                     width // self.vae_scale, run.cond[0].shape[1])
+            self.unet_runner.prepare((2 if run.cfg else 1) * batch, cfg.height // self.vae_scale,
+                                     cfg.width // self.vae_scale, run.cond[0].shape[1])
         remaining = sum(1 for b in todo for item in b.items if item not in done)
-        skipped = len(done)
-
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=remaining, unit="img", desc="generate", disable=not (progress and ctx.is_main), smoothing=0.1)
-        written = 0
-        unet_calls, denoise_s = 0, 0.0
+        bar = tqdm(total=remaining, unit="img", desc="generate", disable=not (cfg.progress and ctx.is_main),
+                   smoothing=0.1)
+        written, unet_calls, denoise_s = 0, 0, 0.0
         try:
             for round_ in rank_rounds(todo, ctx.world_size):
                 mine = round_[ctx.rank]
                 payload = None
                 if mine is not None:
-                    images, calls, secs = self._images(mine.items, run, batch)
+                    images, calls, secs = self.renderer.images(mine.items, run, batch)
                     unet_calls += calls
                     denoise_s += secs
                     payload = (mine.index, images)
                 gathered = ctx.gather(payload)
                 if ctx.is_main:
-                    for got in gathered:
-                        if got is None:
-                            continue
-                        index, images = got
+                    for index, images in (got for got in gathered if got is not None):
                         n = self._write(sink, batches[index], images, run, done)
                         written += n
                         bar.update(n)
@@ -349,118 +267,31 @@ class Generator:
             bar.close()
             if sink is not None:
                 sink.close()
-        stats = ctx.all_gather((unet_calls, denoise_s, written))
-        total_calls = sum(s[0] for s in stats)
-        max_secs = max(s[1] for s in stats)
-        written = sum(s[2] for s in stats)
-        seconds = time.perf_counter() - t_start
-        report = GenerationReport(
-            images=written,
-            seconds=seconds,
-            images_per_s=written / seconds if seconds > 0 else 0.0,
-            unet_its=total_calls / max_secs if max_secs > 0 else 0.0,
-            batch_size=batch,
-            skipped=skipped,
-            total=skipped + written,
-            out=str(out),
-            backend=self.backend_name,
-            extra={"world_size": ctx.world_size, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")},
-        )
-        if ctx.is_main:
-            status = "complete" if report.total == per_class * len(names) else "incomplete"
-            write_manifest(out, self._manifest(config, batch, ctx, status=status, previous=prior, report=report))
-        ctx.barrier()
-        return report
-
-    @property
-    def vae_scale(self) -> int:
-        return int(getattr(self.pipe, "vae_scale_factor", 8))
+        return written, len(done), unet_calls, denoise_s
 
     @torch.inference_mode()
-    def _prepare_run(self, names: list[str], template: str, style: Style | None, negative_prompt: str | None,
-                     guidance_scale: float, steps: int, height: int, width: int, seed: int,
-                     store_size: tuple[int, int] | None) -> _Run:
+    def _prepare_run(self, names: list[str], cfg: GenerateConfig, style: Style | None) -> PreparedRun:
         scale = self.vae_scale
-        if height % scale or width % scale:
-            raise ValueError(f"height and width must be multiples of {scale}, got {height}x{width}")
+        if cfg.height % scale or cfg.width % scale:
+            raise ValueError(f"height and width must be multiples of {scale}, got {cfg.height}x{cfg.width}")
         tcond = self.pipe.unet.config.time_cond_proj_dim
-        cfg = guidance_scale > 1 and tcond is None  # the stock pipeline's rule
-        prompts = [make_prompt(template, name, style) for name in names]
+        use_cfg = cfg.guidance_scale > 1 and tcond is None  # the stock pipeline's rule
+        prompts = [make_prompt(cfg.template, name, style) for name in names]
         cond, uncond = [], None
         for prompt in prompts:
-            c, u = self.encode(prompt, negative_prompt, cfg=cfg)
+            c, u = self.encode(prompt, cfg.negative_prompt, cfg=use_cfg)
             cond.append(c)
             if uncond is None:
                 uncond = u
-        return _Run(prompts, cond, uncond if cfg else None, cfg, guidance_scale, steps, height, width, seed, store_size,
-                    negative_prompt, tcond)
+        size = None if cfg.store_size is None else store_size_pair(cfg.store_size)
+        return PreparedRun(prompts, cond, uncond if use_cfg else None, use_cfg, cfg.guidance_scale, cfg.steps,
+                           cfg.height, cfg.width, cfg.seed, size, cfg.negative_prompt, tcond)
 
-    def _config(self, names: list[str], per_class: int, template: str, style: Style | None, run: _Run,
-                encoding: str, quality: int = 95) -> dict[str, Any]:
-        """What decides the images: a different value against an existing output is refused."""
-        config = {
-            "format": FORMAT,
-            "model_fingerprint": self.fingerprint,
-            "dtype": str(self.dtype).replace("torch.", ""),
-            "classes": names,
-            "per_class": per_class,
-            "template": template,
-            "negative_prompt": run.negative_prompt,
-            "style": None if style is None else {"token": style.token, "sha256": style.sha256},
-            "scheduler": scheduler_description(self.scheduler),
-            "guidance_scale": run.guidance_scale,
-            "steps": run.steps,
-            "height": run.height,
-            "width": run.width,
-            "seed": run.seed,
-            "store_size": None if run.store_size is None else list(run.store_size),
-            "encoding": encoding,
-        }
-        if encoding == "jpeg":  # the stored bytes depend on it (raw outputs keep their original keys)
-            config["quality"] = quality
-        return config
+    def _facts(self, batch: int, ctx: RankContext, report: GenerationReport | None = None) -> dict[str, Any]:
+        return run_facts(model=self.model_name, backend=self.backend_name, attention=self.attention, device=self.device,
+                         world_size=ctx.world_size, batch_size=batch, report=None if report is None else report.as_dict())
 
-    def _manifest(self, config: dict, batch: int, ctx: RankContext, *, status: str, previous: dict | None,
-                  report: GenerationReport | None = None) -> dict[str, Any]:
-        import diffusers
-
-        from .. import __version__
-
-        runs = list((previous or {}).get("runs", []))
-        entry = {
-            "model": self.model_name,
-            "backend": self.backend_name,
-            "attention": self.attention,
-            "device": str(self.device),
-            "world_size": ctx.world_size,
-            "batch_size": batch,
-            "versions": {"bridgedfast": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__},
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        if report is not None:
-            entry["report"] = report.as_dict()
-        runs.append(entry)
-        return {"config": config, "status": status, "runs": runs, "batch_size": batch}
-
-    def _check_out(self, out: Path, config: dict) -> dict | None:
-        """The existing manifest (None for a fresh output); refuses a different configuration
-        or a folder that is not a generation output."""
-        from .sink import existing_store_size
-
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"output {str(out)!r} exists and is not a folder")
-        manifest = read_manifest(out) if out.is_dir() else None
-        if manifest is not None:
-            check_same_config(out, manifest["config"], config)
-            return manifest
-        if out.is_dir() and any(out.iterdir()):
-            if existing_store_size(out) == 0:
-                return None  # a crash between creating the store and writing the manifest
-            raise ValueError(f"output {str(out)!r} is not empty and holds no bridgedfast generation: choose a new folder")
-        return None
-
-    # -- batching ---------------------------------------------------------------------------------
-    def _resolve_batch(self, batch_size: int | str, prior: dict | None, run: _Run, total: int,
+    def _resolve_batch(self, batch_size: int | str, prior: dict | None, run: PreparedRun, total: int,
                        ctx: RankContext) -> int:
         if batch_size != "auto":
             return int(batch_size)
@@ -470,136 +301,7 @@ class Generator:
         mine = self.auto_batch_size(run.height, run.width, cfg=run.cfg, seq_len=run.cond[0].shape[1])
         return max(1, min(min(ctx.all_gather(mine)), total))
 
-    def auto_batch_size(self, height: int, width: int, *, cfg: bool = True, seq_len: int = 77) -> int:
-        """The largest batch (<= max_auto_batch) whose UNet step and VAE decode fit in GPU
-        memory; CPU_AUTO_BATCH on CPU, where memory is rarely the limit."""
-        if self.device.type != "cuda":
-            return min(CPU_AUTO_BATCH, self.max_auto_batch)
-        lh, lw = height // self.vae_scale, width // self.vae_scale
-        dev = self.device
-
-        @torch.inference_mode()
-        def peak(b: int) -> int:
-            torch.cuda.synchronize(dev)
-            torch.cuda.empty_cache()
-            base = torch.cuda.memory_allocated(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-            n = b * (2 if cfg else 1)
-            x = torch.randn(n, self.pipe.unet.config.in_channels, lh, lw, device=dev, dtype=self.dtype)
-            e = torch.randn(n, seq_len, self.pipe.unet.config.cross_attention_dim, device=dev, dtype=self.dtype)
-            self.pipe.unet(x, torch.tensor(500, device=dev), encoder_hidden_states=e, return_dict=False)
-            z = torch.randn(min(b, DECODE_CHUNK), self.pipe.vae.config.latent_channels, lh, lw, device=dev, dtype=self.dtype)
-            self.pipe.vae.decode(z, return_dict=False)
-            torch.cuda.synchronize(dev)
-            return torch.cuda.max_memory_allocated(dev) - base
-
-        try:
-            m1, m2 = peak(1), peak(2)
-        except torch.OutOfMemoryError as exc:
-            raise RuntimeError(f"not even one {height}x{width} image fits in GPU memory on {dev}") from exc
-        per_image = max(m2 - m1, 1)
-        fixed = max(m1 - per_image, 0)
-        free, _ = torch.cuda.mem_get_info(dev)
-        budget = 0.85 * (free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
-        b = int(max(1, min(self.max_auto_batch, (budget - fixed) // per_image)))
-        while b > 1:
-            try:
-                peak(b)
-                break
-            except torch.OutOfMemoryError:
-                b //= 2
-        torch.cuda.empty_cache()
-        return b
-
-    def _images(self, items: Sequence[Item], run: _Run, batch: int) -> tuple[np.ndarray, int, float]:
-        """uint8 [N, H, W, 3] images of one grid batch (computed in sub-batches after an
-        out-of-memory back-off), the number of UNet calls and the seconds spent denoising."""
-        while True:
-            chunk = min(self._chunk or batch, batch)
-            try:
-                parts, calls, secs = [], 0, 0.0
-                for s in range(0, len(items), chunk):
-                    img, c, t = self._denoise_decode(items[s : s + chunk], run, chunk)
-                    parts.append(img)
-                    calls += c
-                    secs += t
-                return np.concatenate(parts), calls, secs
-            except torch.OutOfMemoryError:
-                if chunk == 1:
-                    raise
-                self._chunk = chunk // 2
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                warnings.warn(f"out of GPU memory at batch {chunk}: continuing with sub-batches of {self._chunk}")
-
-    def initial_latents(self, items: Sequence[Item], seed: int, height: int, width: int
-                        ) -> tuple[torch.Tensor, list[torch.Generator]]:
-        """The unscaled initial latents of `items` on the CPU (one batch-1 draw per image from its
-        own generator, like diffusers' `randn_tensor` with a list of generators) and the
-        generators, which stochastic schedulers keep drawing from."""
-        gens = [torch.Generator("cpu").manual_seed(seed_for(seed, c, i)) for c, i in items]
-        shape = (1, self.pipe.unet.config.in_channels, height // self.vae_scale, width // self.vae_scale)
-        latents = torch.cat([torch.randn(shape, generator=g, dtype=self.dtype) for g in gens])
-        return latents, gens
-
-    @torch.inference_mode()
-    def _denoise_decode(self, items: Sequence[Item], run: _Run, static_batch: int) -> tuple[np.ndarray, int, float]:
-        n = len(items)
-        latents, gens = self.initial_latents(items, run.seed, run.height, run.width)
-        cond = torch.cat([run.cond[c] for c, _ in items])
-        pad = static_batch - n if self.unet_runner.static_shapes else 0
-        if pad:
-            # Static shapes (compiled graphs): fill the batch with throw-away copies and their own generators.
-            latents = torch.cat([latents, latents[-1:].expand(pad, *latents.shape[1:])])
-            cond = torch.cat([cond, cond[-1:].expand(pad, *cond.shape[1:])])
-            gens = gens + [torch.Generator("cpu").manual_seed(0) for _ in range(pad)]
-        b = n + pad
-        sched = self.scheduler
-        t0 = time.perf_counter()
-        sched.set_timesteps(run.steps, device=self.device)
-        latents = latents.to(self.device) * sched.init_noise_sigma
-        ehs = torch.cat([run.uncond.expand(b, -1, -1), cond]) if run.cfg else cond
-        extra: dict[str, Any] = {}
-        if "eta" in self._step_kwargs:
-            extra["eta"] = 0.0
-        if "generator" in self._step_kwargs:
-            extra["generator"] = gens
-        tcond = None
-        if run.timestep_cond_dim is not None:
-            w = torch.tensor(run.guidance_scale - 1).repeat(b)
-            tcond = self.pipe.get_guidance_scale_embedding(w, embedding_dim=run.timestep_cond_dim).to(self.device, latents.dtype)
-        calls = 0
-        for t in sched.timesteps:
-            x = torch.cat([latents] * 2) if run.cfg else latents
-            x = sched.scale_model_input(x, t)
-            noise = self.unet_runner(x, t, ehs, tcond) if tcond is not None else self.unet_runner(x, t, ehs)
-            calls += 1
-            if run.cfg:
-                uncond, text = noise.chunk(2)
-                noise = uncond + run.guidance_scale * (text - uncond)
-            latents = sched.step(noise, t, latents, **extra, return_dict=False)[0]
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        secs = time.perf_counter() - t0
-        latents = latents / self.pipe.vae.config.scaling_factor
-        decoded = []
-        chunk = DECODE_CHUNK if self.device.type == "cuda" else b
-        for s in range(0, b, chunk):
-            decoded.append(self.decoder(latents[s : s + chunk]))
-        image = torch.cat(decoded)[:n]
-        return self._to_uint8(image, run.store_size), calls, secs
-
-    def _to_uint8(self, image: torch.Tensor, store_size: tuple[int, int] | None) -> np.ndarray:
-        """[-1, 1] NCHW -> uint8 NHWC on the device (as diffusers' postprocess: x/2+0.5, clamp,
-        x*255 rounded), optionally resized with antialiasing first; then to host memory."""
-        x = (image.float() / 2 + 0.5).clamp(0, 1)
-        if store_size is not None and tuple(x.shape[-2:]) != store_size:
-            x = torch.nn.functional.interpolate(x, size=store_size, mode="bilinear", antialias=True,
-                                                align_corners=False).clamp(0, 1)
-        x = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-        return x.cpu().numpy()
-
-    def _write(self, sink: Any, batch: GridBatch, images: np.ndarray, run: _Run, done: set[Item]) -> int:
+    def _write(self, sink: Any, batch: GridBatch, images: np.ndarray, run: PreparedRun, done: set[Item]) -> int:
         keep = [k for k, item in enumerate(batch.items) if item not in done]
         if not keep:
             return 0

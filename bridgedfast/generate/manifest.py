@@ -4,9 +4,18 @@ different configuration against the same OUT is refused, naming the keys that di
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from ..files import atomic_write_json
+from .config import GenerateConfig, store_size_pair
+from .prompts import Style
+from .schedulers import scheduler_description
+
+__all__ = ["MANIFEST_NAME", "FORMAT", "read_manifest", "write_manifest", "check_same_config", "generation_config",
+           "manifest", "run_facts", "check_out"]
 
 MANIFEST_NAME = "generation.json"
 FORMAT = 1
@@ -30,10 +39,7 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def write_manifest(out: Path, data: dict) -> None:
-    path = manifest_path(out)
-    tmp = path.with_name(f".{MANIFEST_NAME}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(manifest_path(out), data, indent=2, sort_keys=True)
 
 
 def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -71,3 +77,77 @@ def check_same_config(out: Path, old: dict, new: dict) -> None:
         f"{str(out)!r} holds images generated with a different configuration: {'; '.join(details)}{more}. "
         "Re-run with the original options to resume, or choose a new output folder"
     )
+
+
+def generation_config(cfg: GenerateConfig, *, classes: list[str], fingerprint: str, dtype: torch.dtype,
+                      scheduler: Any, style: Style | None) -> dict[str, Any]:
+    """What decides the images (frozen: stored outputs are compared against it); a different
+    value against an existing output is refused. Batching never changes an image, so
+    `batch_size` is not part of it."""
+    config = {
+        "format": FORMAT,
+        "model_fingerprint": fingerprint,
+        "dtype": str(dtype).replace("torch.", ""),
+        "classes": classes,
+        "per_class": cfg.per_class,
+        "template": cfg.template,
+        "negative_prompt": cfg.negative_prompt,
+        "style": None if style is None else {"token": style.token, "sha256": style.sha256},
+        "scheduler": scheduler_description(scheduler),
+        "guidance_scale": float(cfg.guidance_scale),
+        "steps": cfg.steps,
+        "height": cfg.height,
+        "width": cfg.width,
+        "seed": cfg.seed,
+        "store_size": None if cfg.store_size is None else list(store_size_pair(cfg.store_size)),
+        "encoding": cfg.encoding,
+    }
+    if cfg.encoding == "jpeg":  # the stored bytes depend on it (raw outputs keep their original keys)
+        config["quality"] = cfg.quality
+    config.update(GenerateConfig.new_keyed_values(cfg.values()))
+    return config
+
+
+def manifest(config: dict, entry: dict[str, Any], *, status: str, previous: dict | None) -> dict[str, Any]:
+    """The manifest to write: the configuration, the status and every run's facts (`entry` appended)."""
+    runs = list((previous or {}).get("runs", []))
+    runs.append(entry)
+    return {"config": config, "status": status, "runs": runs, "batch_size": entry["batch_size"]}
+
+
+def run_facts(*, model: str, backend: str, attention: str, device: torch.device, world_size: int, batch_size: int,
+              report: dict | None = None) -> dict[str, Any]:
+    """One call's entry in the manifest's `runs`: what it ran on (nothing that decides the images)."""
+    import time
+
+    import diffusers
+
+    from .. import __version__
+
+    entry = {
+        "model": model, "backend": backend, "attention": attention, "device": str(device), "world_size": world_size,
+        "batch_size": batch_size,
+        "versions": {"bridgedfast": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if report is not None:
+        entry["report"] = report
+    return entry
+
+
+def check_out(out: Path, config: dict) -> dict | None:
+    """The existing manifest (None for a fresh output); refuses a different configuration or a
+    folder that is not a generation output."""
+    from .sink import existing_store_size
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {str(out)!r} exists and is not a folder")
+    found = read_manifest(out) if out.is_dir() else None
+    if found is not None:
+        check_same_config(out, found["config"], config)
+        return found
+    if out.is_dir() and any(out.iterdir()):
+        if existing_store_size(out) == 0:
+            return None  # a crash between creating the store and writing the manifest
+        raise ValueError(f"output {str(out)!r} is not empty and holds no bridgedfast generation: choose a new folder")
+    return None

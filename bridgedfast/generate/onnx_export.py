@@ -85,7 +85,7 @@ def check_onnx_export(unet: Any, path: str | Path, *, latent_height: int, latent
     """Runs the ONNX graph on onnxruntime (CPU) and the PyTorch UNet (fp32, CPU) on the same
     seeded inputs for each batch size; raises RuntimeError when they differ by more than
     `rtol` x (1 + the reference's max magnitude)."""
-    from ..backends import require
+    from ..optional import require
 
     ort = require("onnxruntime", "checking the ONNX export")
     model = UNetForExport(_fp32_cpu_copy(unet)).eval()

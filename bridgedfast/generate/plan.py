@@ -5,20 +5,13 @@ multi-rank run computes every image in exactly the same batch as one uninterrupt
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+
+from ..seeds import seed_for
 
 Item = tuple[int, int]  # (class_index, image_index)
 
-
-def seed_for(seed: int, class_index: int, image_index: int) -> int:
-    """The seed of image `image_index` of class `class_index`: a stable 63-bit hash (sha256),
-    the same on every machine and Python version, fed to `torch.Generator("cpu").manual_seed`."""
-    for name, value in (("seed", seed), ("class_index", class_index), ("image_index", image_index)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be an int, got {value!r}")
-    digest = hashlib.sha256(f"bridgedfast-generate:{seed}:{class_index}:{image_index}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+__all__ = ["Item", "GridBatch", "seed_for", "work_items", "grid", "pending", "rank_rounds"]
 
 
 @dataclass(frozen=True)

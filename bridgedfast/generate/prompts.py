@@ -36,9 +36,15 @@ def class_names(classes: Any) -> list[str]:
     return names
 
 
-def check_template(template: str, style: Style | None) -> None:
+def check_template_text(template: Any, name: str = "template") -> None:
+    """ValueError unless the template holds exactly one '{}' (where the class name goes)."""
     if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(f"template {template!r} must contain exactly one '{{}}' where the class name goes")
+        raise ValueError(f"{name} {template!r} must contain exactly one '{{}}' where the class name goes")
+
+
+def check_template(template: str, style: Style | None) -> None:
+    """The template's text, and a {style} placeholder only with a style file."""
+    check_template_text(template)
     if "{style}" in template and style is None:
         raise ValueError(f"template {template!r} has a {{style}} placeholder but no style file was given")
 

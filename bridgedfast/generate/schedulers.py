@@ -24,8 +24,15 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 DEFAULT_SCHEDULER = "dpmpp"
 
 
-def scheduler_names() -> list[str]:
-    return list(SCHEDULERS)
+def check_scheduler_name(name: Any) -> None:
+    """Fails on an unknown scheduler name (ValueError listing the names) without loading a model."""
+    import diffusers
+
+    if name is None or (isinstance(name, str) and name.strip().lower() in SCHEDULERS):
+        return
+    if isinstance(name, str) and name.endswith("Scheduler") and isinstance(getattr(diffusers, name, None), type):
+        return
+    build_scheduler(name, None)  # raises the ValueError listing the names
 
 
 def build_scheduler(name: str | None, model_scheduler: Any) -> Any:

@@ -3,14 +3,11 @@ encoding and fsync overlap the next batch's denoising. Each grid batch is commit
 it is written, so a crash (kill -9) loses at most the batches still in flight."""
 from __future__ import annotations
 
-import os
 import queue
-import signal
 import threading
 from pathlib import Path
-import numpy as np
 
-_TEST_KILL_ENV = "BRIDGEDFAST_TEST_KILL_AFTER_BATCHES"  # tests: SIGKILL this process after N committed batches
+import numpy as np
 
 
 class StoreSink:
@@ -27,8 +24,6 @@ class StoreSink:
         self.count = len(self.writer)
         self._queue: queue.Queue = queue.Queue(max_pending)
         self._error: BaseException | None = None
-        self._kill_after = int(os.environ.get(_TEST_KILL_ENV, "0") or 0)
-        self._batches = 0
         self._thread = threading.Thread(target=self._run, name="bridgedfast-generate-writer", daemon=True)
         self._thread.start()
 
@@ -49,9 +44,6 @@ class StoreSink:
                 images, labels, metas = job
                 self.writer.add_batch(images, labels, metas)
                 self.writer.commit()
-                self._batches += 1
-                if self._kill_after and self._batches >= self._kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
             except BaseException as exc:  # re-raised in the generating thread
                 self._error = exc
 

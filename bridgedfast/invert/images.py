@@ -1,9 +1,9 @@
 """The real images style inversion learns from, behind one small interface.
 
-A source is either a folder of class sub-folders of images (class = sub-folder name, sorted,
-as torchvision's ImageFolder) or a `bridgedfast.data.ImageStore`. Both give `len()`,
-`.classes`, `label(i)`, `image(i)` (uint8 HWC RGB tensor), `key(i)` (a content hash that keys
-the latent cache) and `name(i)` (for error messages).
+A source is either a folder of class sub-folders of images (read as `pack` reads it: class =
+sub-folder name, sorted, images found recursively, as torchvision's ImageFolder) or a
+`bridgedfast.data.ImageStore`. Both give `len()`, `.classes`, `label(i)`, `image(i)` (uint8 HWC
+RGB tensor), `key(i)` (a content hash that keys the latent cache) and `name(i)` (for error messages).
 """
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 
 
 class ImageSource(Protocol):
@@ -27,22 +25,16 @@ class ImageSource(Protocol):
 
 
 class FolderImages:
-    """A folder of class sub-folders of image files, read with PIL."""
+    """A folder of class sub-folders of image files (`bridgedfast.data.scan_class_folders`), read with PIL."""
 
     def __init__(self, root: str | Path) -> None:
+        from ..data.folders import IMAGE_EXTENSIONS, scan_class_folders
+
         self.root = Path(root)
-        if not self.root.exists():
-            raise FileNotFoundError(f"data folder {str(self.root)!r} does not exist")
-        if not self.root.is_dir():
-            raise NotADirectoryError(f"data {str(self.root)!r} is a file, not a folder of class sub-folders")
-        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        self.files: list[Path] = []
-        self._labels: list[int] = []
-        for label, name in enumerate(self.classes):
-            for f in sorted((self.root / name).iterdir()):
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS:
-                    self.files.append(f)
-                    self._labels.append(label)
+        found = scan_class_folders(self.root, "data folder")
+        self.classes = found.classes
+        self.files = [path for path, _ in found.images]
+        self._labels = [label for _, label in found.images]
         if not self.files:
             loose = [f for f in self.root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
             hint = " (images must be inside class sub-folders, not directly in it)" if loose else ""
@@ -103,18 +95,11 @@ class StoreImages:
         return f"image {i} of {getattr(self.store, 'path', 'the image store')}"
 
 
-def _image_store_class():
-    try:
-        from ..data import ImageStore
-    except ImportError:
-        return None
-    return ImageStore
-
-
 def open_images(data: Any) -> ImageSource:
     """An ImageSource from an ImageStore, an ImageStore folder or a folder of class sub-folders."""
-    store_cls = _image_store_class()
-    if store_cls is not None and isinstance(data, store_cls):
+    from ..data import ImageStore
+
+    if isinstance(data, ImageStore):
         return StoreImages(data)
     if isinstance(data, (FolderImages, StoreImages)):
         return data
@@ -125,9 +110,9 @@ def open_images(data: Any) -> ImageSource:
         raise FileNotFoundError(f"data {str(data)!r} does not exist")
     has_subfolders = path.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
     store_error: Exception | None = None
-    if store_cls is not None and path.is_dir() and not has_subfolders:
+    if path.is_dir() and not has_subfolders:
         try:
-            store = store_cls(path)
+            store = ImageStore(path)
         except (ValueError, OSError) as exc:
             store_error = exc
         else:

@@ -13,7 +13,6 @@ cache size, which is small next to the images (2 x 4 x 64 x 64 values per image 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..files import atomic_write
 from .images import ImageSource, preprocess
 
 PREPROCESS_VERSION = 1
@@ -64,10 +64,8 @@ def _write_shard(folder: Path, keys: list[str], mean: torch.Tensor, std: torch.T
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
-    tmp = folder / f".{name}.tmp"
-    save_file({"mean": mean.contiguous(), "std": std.contiguous()}, str(tmp), metadata={"keys": json.dumps(keys)})
-    os.replace(tmp, folder / name)
+    with atomic_write(folder / f"shard-{uuid.uuid4().hex[:12]}.safetensors", durable=False) as tmp:
+        save_file({"mean": mean.contiguous(), "std": std.contiguous()}, str(tmp), metadata={"keys": json.dumps(keys)})
 
 
 @torch.no_grad()

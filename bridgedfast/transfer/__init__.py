@@ -10,12 +10,13 @@ Mixup/CutMix in stage 1 and the classifier re-initialised before stage 2).
 """
 from __future__ import annotations
 
+from ..data.subsets import few_shot_split
+from ..seeds import derive_seed, head_reset_seed
 from .config import AMP_MODES, MODES, OPTIMIZERS, StageConfig, TrainConfig
 from .leep import leep
 from .models import create_model, reset_head
 from .results import compare_runs, format_comparison, plot_curves
-from .split import derive_seed, few_shot_split
-from .trainer import head_reset_seed, train
+from .trainer import train
 
 __all__ = [
     "MODES", "OPTIMIZERS", "AMP_MODES", "StageConfig", "TrainConfig", "train", "leep", "few_shot_split", "derive_seed",

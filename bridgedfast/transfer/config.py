@@ -1,4 +1,6 @@
-"""Run configuration: `TrainConfig` (the run) and `StageConfig` (one stage's optimisation).
+"""Run configuration: `TrainConfig` (the run) and `StageConfig` (one stage's optimisation), each
+option declared once (see `bridgedfast.options`): `bridgedfast train`'s flags, the `training:`
+section of `bridgedfast run` and their validation derive from these declarations.
 
 Stages are named by role. Stage 1 is the synthetic-only stage of `bridged` and `bridged++`.
 Stage 2 is the stage that trains on real data, in every mode (in `mixed` it also sees the
@@ -11,42 +13,87 @@ A StageConfig field left at None inherits the TrainConfig value or the documente
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MODES", "OPTIMIZERS", "AMP_MODES", "StageConfig", "TrainConfig"]
+from ..devices import AMP_MODES, DEVICE
+from ..options import BOOL, FLOAT, FLOAT_PAIR, INT, PATH, REQUIRED, STR, Config, Kind, dashed_name, option, shared
+
+__all__ = ["MODES", "OPTIMIZERS", "AMP_MODES", "RUNTIME_KEYS", "StageConfig", "TrainConfig"]
 
 MODES = ("vanilla", "mixed", "bridged", "bridged++")
 OPTIMIZERS = ("sgd", "adamw")
-AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+# Options that say how to run, not what to compute: they may change when resuming a run.
+RUNTIME_KEYS = ("out", "device", "workers", "progress", "compile", "eval_batch_size", "cache_on_device")
 
 # Defaults where the paper gives no value (PAPER.md "What is not known"):
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-4}            # backbone lr at batch 64
 DEFAULT_WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 0.05}
 HEAD_LR_SCALE = 10.0                                  # head lr = 10 x backbone lr
 BRIDGED_PP_MIXUP = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}  # timm's ImageNet recipe
+BOTH = ("cli", "yaml")  # options `bridgedfast run`'s training section also sets (the rest: training.options)
+
+
+def _cache_mode(value: Any) -> bool | str:
+    if value in (True, False, "auto"):
+        return value
+    raise TypeError(value)
+
+
+def _parse_cache_mode(text: str) -> bool | str:
+    modes = {"no": False, "yes": True, "auto": "auto"}
+    if text not in modes:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected no, yes or auto, got {text!r}")
+    return modes[text]
+
+
+CACHE_MODE = Kind("cache mode", "true, false or auto", _cache_mode, _parse_cache_mode, "no|yes|auto")
+
+
+def _not_empty(value: Any, name: str) -> None:
+    if not str(value):
+        raise ValueError(f"{name} is required")
+
+
+def _ordered_pair(upper: float | None):
+    def check(value: tuple[float, float], name: str) -> None:
+        lo, hi = value
+        if not (0.0 < lo <= hi and (upper is None or hi <= upper)):
+            rule = "0 < min <= max" + ("" if upper is None else f" <= {upper:g}")
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
+
+    return check
 
 
 @dataclass
-class StageConfig:
+class StageConfig(Config, surfaces=("cli",)):
     """One stage's optimisation. None = inherit (see the module docstring)."""
 
-    epochs: int | None = None              # None: TrainConfig.epochs
-    steps_per_epoch: int | None = None     # None: one pass of the loader; else this many steps
-    batch_size: int | None = None          # global batch (all ranks together); None: TrainConfig.batch_size
-    optimizer: str = "sgd"                 # sgd (momentum 0.9, nesterov) or adamw
-    lr: float | None = None                # backbone lr; None: TrainConfig.lr, else 0.01 (sgd) / 1e-4 (adamw)
-    head_lr: float | None = None           # None: 10 x backbone lr
-    weight_decay: float | None = None      # None: 1e-4 (sgd) / 0.05 (adamw); never on biases and norms
-    momentum: float = 0.9
-    nesterov: bool = True
-    warmup_epochs: float = 1.0             # linear warmup, then cosine to min_lr_ratio x lr
-    min_lr_ratio: float = 0.0
-    label_smoothing: float = 0.1
-    mixup_alpha: float | None = None       # None: 0.8 in bridged++ stage 1, else 0 (off)
-    cutmix_alpha: float | None = None      # None: 1.0 in bridged++ stage 1, else 0 (off)
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
+    epochs: int | None = option(None, INT, "epochs (default: --epochs)", min=1)
+    steps_per_epoch: int | None = option(None, INT, "optimiser steps per epoch (default: one pass over the data)", min=1)
+    batch_size: int | None = option(None, INT, "global batch size, split across processes (default: --batch-size)",
+                                    min=1)
+    optimizer: str = option("sgd", STR, "sgd = SGD momentum 0.9 nesterov; adamw = AdamW", choices=OPTIMIZERS)
+    lr: float | None = option(None, FLOAT, "backbone learning rate (default: --lr, else 0.01 sgd, 1e-4 adamw)", min=0.0)
+    head_lr: float | None = option(None, FLOAT, "classifier learning rate (default: 10 x the backbone lr)", min=0.0)
+    weight_decay: float | None = option(None, FLOAT, "weight decay, not on biases/norms (default: 1e-4 sgd, 0.05 adamw)",
+                                        min=0.0)
+    momentum: float = option(0.9, FLOAT, "SGD momentum (nesterov)", min=0.0)
+    nesterov: bool = option(True, BOOL, "Nesterov momentum", surfaces=())
+    warmup_epochs: float = option(1.0, FLOAT, "linear warmup epochs, then cosine decay", min=0.0)
+    min_lr_ratio: float = option(0.0, FLOAT, "final lr of the cosine as a fraction of the lr", min=0.0, max=1.0)
+    label_smoothing: float = option(0.1, FLOAT, "label smoothing", min=0.0, max=1.0, max_open=True)
+    mixup_alpha: float | None = option(None, FLOAT, "Mixup alpha; 0 = off (default: 0.8 in bridged++ stage 1, else 0)",
+                                       min=0.0)
+    cutmix_alpha: float | None = option(None, FLOAT, "CutMix alpha; 0 = off (default: 1.0 in bridged++ stage 1, "
+                                        "else 0)", min=0.0)
+    mixup_prob: float = option(1.0, FLOAT, "probability of mixing a batch", min=0.0, max=1.0)
+    mixup_switch_prob: float = option(0.5, FLOAT, "probability of CutMix instead of Mixup when both are on",
+                                      min=0.0, max=1.0)
 
     @property
     def mixup_enabled(self) -> bool:
@@ -54,41 +101,59 @@ class StageConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config, surfaces=("cli",)):
     """A bridged-transfer run. Paths are ImageStore folders; `out` receives results.json,
     curves.png, checkpoints and the final weights."""
 
-    model: str                             # any timm model name
-    real_train: str
-    real_test: str
-    out: str
-    mode: str = "bridged++"                # vanilla | mixed | bridged | bridged++
-    synthetic: str | None = None           # needed by mixed, bridged, bridged++
-    shots: int | None = None               # K real training images per class (seeded split)
-    split_seed: int | None = None          # None: seed
-    pretrained: str = "timm"               # timm | none | a weights file
-    epochs: int = 10                       # each stage, unless the stage says otherwise
-    batch_size: int = 64
-    lr: float | None = None
-    image_size: int | None = None          # None: the model's default input size
-    device: str = "auto"
-    seed: int = 0
-    workers: int | None = None             # loader worker threads; None: the loader's default
-    cache_on_device: bool | str = False    # loader keeps decoded stores on the device (True/False/"auto")
-    synthetic_fraction: float | None = None  # mixed: None = proportional to the stores' sizes
-    stage1: StageConfig = field(default_factory=StageConfig)
-    stage2: StageConfig = field(default_factory=StageConfig)
-    amp: str = "auto"                      # auto: bf16 on CUDA (fp16 + scaler if no bf16), none on CPU
-    channels_last: bool | None = None      # None: on CUDA
-    compile: bool = False                  # torch.compile the model
-    sync_bn: bool = False                  # SyncBatchNorm under DDP
-    train_scale: tuple[float, float] = (0.08, 1.0)   # RandomResizedCrop area range
-    train_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    crop_pct: float | None = None          # eval centre crop fraction; None: the model's
-    eval_batch_size: int | None = None     # None: 2 x batch_size
-    eval_every: int = 1                    # test accuracy every N epochs (and always at a stage's end)
-    progress: bool = True
+    model: str = option(REQUIRED, STR, "timm model name, e.g. resnet18, resnet50, vit_base_patch16_224",
+                        check=_not_empty, surfaces=BOTH)
+    real_train: str = option(REQUIRED, PATH, "real training images (an ImageStore from `bridgedfast pack`)",
+                             metavar="STORE", check=_not_empty)
+    real_test: str = option(REQUIRED, PATH, "real test images: top-1/top-5 are measured on all of them", metavar="STORE",
+                            check=_not_empty)
+    out: str = option(REQUIRED, PATH, "output folder (results.json, curves.png, checkpoints)", metavar="DIR",
+                      check=_not_empty, keyed=False)
+    mode: str = option("bridged++", STR, "training recipe", choices=MODES)
+    synthetic: str | None = option(None, PATH, "synthetic images (classes matched to the real ones by name); needed by "
+                                   "mixed, bridged, bridged++", metavar="STORE")
+    shots: int | None = option(None, INT, "use K real training images per class (seeded split, saved to "
+                               "OUT/split.json)", min=1, metavar="K")
+    split_seed: int | None = option(None, INT, "seed of the few-shot split (default: --seed)", metavar="SEED")
+    pretrained: str = option("timm", STR, "timm = timm's ImageNet weights (hub or local cache), none = random init, or "
+                             "a local .safetensors/.pt/.pth state dict", metavar="timm|none|FILE", surfaces=BOTH)
+    epochs: int = option(10, INT, "epochs of each stage", min=1, surfaces=BOTH)
+    batch_size: int = option(64, INT, "global batch size, split across processes", min=1, surfaces=BOTH)
+    lr: float | None = option(None, FLOAT, "backbone learning rate; the head gets 10x (default: 0.01 sgd, 1e-4 adamw)",
+                              min=0.0, surfaces=BOTH)
+    image_size: int | None = option(None, INT, "training/eval crop size (default: the model's input size)", min=1,
+                                    surfaces=BOTH)
+    device: str = shared(DEVICE, surfaces=BOTH)
+    seed: int = option(0, INT, "seed of everything random in the run")
+    workers: int | None = option(None, INT, "loader worker threads (default: the loader's)", min=0, surfaces=BOTH,
+                                 keyed=False)
+    cache_on_device: bool | str = option(False, CACHE_MODE, "loader keeps the decoded stores on the device (auto: on "
+                                         "CUDA when they fit in half its free memory)")
+    synthetic_fraction: float | None = option(None, FLOAT, "mixed mode: each batch's synthetic share in (0, 1) "
+                                              "(default: proportional to the stores' sizes)",
+                                              min=0.0, max=1.0, min_open=True, max_open=True, surfaces=BOTH)
+    stage1: StageConfig = dataclasses.field(default_factory=StageConfig)
+    stage2: StageConfig = dataclasses.field(default_factory=StageConfig)
+    amp: str = option("auto", STR, "mixed precision: auto = bf16 on CUDA (fp16 with a grad scaler without bf16), none "
+                      "on CPU", choices=AMP_MODES)
+    channels_last: bool | None = option(None, BOOL, "channels_last memory format (default: on CUDA)",
+                                        flag="--[no-]channels-last")
+    compile: bool = option(False, BOOL, "torch.compile the model")
+    sync_bn: bool = option(False, BOOL, "SyncBatchNorm across processes under torchrun")
+    train_scale: tuple[float, float] = option((0.08, 1.0), FLOAT_PAIR, "random-resized-crop area range",
+                                              check=_ordered_pair(1.0))
+    train_ratio: tuple[float, float] = option((3 / 4, 4 / 3), FLOAT_PAIR, "random-resized-crop aspect range",
+                                              check=_ordered_pair(None))
+    hflip: float = option(0.5, FLOAT, "horizontal flip probability", min=0.0, max=1.0, metavar="P")
+    crop_pct: float | None = option(None, FLOAT, "eval centre-crop fraction (default: the model's, e.g. 0.875)",
+                                    min=0.0, max=1.0, min_open=True)
+    eval_batch_size: int | None = option(None, INT, "eval batch per process (default: 2 x --batch-size)", min=1)
+    eval_every: int = option(1, INT, "test accuracy every N epochs and at each stage's end", min=1)
+    progress: bool = option(True, BOOL, "progress bars or per-epoch lines", flag="--no-progress", keyed=False)
 
     # ---------------------------------------------------------------- validation
     def stages(self) -> list[tuple[str, str, StageConfig]]:
@@ -99,60 +164,22 @@ class TrainConfig:
             return [("stage2", "real+synthetic", self.stage2)]
         return [("stage2", "real", self.stage2)]
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every default filled in and every value checked (ValueError naming it)."""
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"model must be a timm model name, got {self.model!r}")
-        for name in ("real_train", "real_test", "out"):
-            if not getattr(self, name):
-                raise ValueError(f"{name.replace('_', '-')} is required")
-        if self.mode != "vanilla" and not self.synthetic:
-            raise ValueError(f"mode {self.mode!r} needs a synthetic store (--synthetic STORE)")
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch-size", self.batch_size)
-        _positive_int("eval-every", self.eval_every)
-        if self.shots is not None:
-            _positive_int("shots", self.shots)
-        if self.image_size is not None:
-            _positive_int("image-size", self.image_size)
-        if self.eval_batch_size is not None:
-            _positive_int("eval-batch-size", self.eval_batch_size)
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
-            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
-        if self.lr is not None and not self.lr >= 0:
-            raise ValueError(f"lr must be >= 0, got {self.lr!r}")
-        if self.cache_on_device not in (True, False, "auto"):
-            raise ValueError(f"cache-on-device must be true, false or auto, got {self.cache_on_device!r}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"unknown amp {self.amp!r}: use one of {', '.join(AMP_MODES)}")
-        if self.synthetic_fraction is not None:
-            if self.mode != "mixed":
-                raise ValueError(f"synthetic-fraction applies to mode mixed only, not {self.mode!r}")
-            if not 0.0 < self.synthetic_fraction < 1.0:
-                raise ValueError(f"synthetic-fraction must be in (0, 1), got {self.synthetic_fraction!r}")
-        if not 0.0 < self.train_scale[0] <= self.train_scale[1] <= 1.0:
-            raise ValueError(f"train-scale must be 0 < min <= max <= 1, got {self.train_scale!r}")
-        if not 0.0 < self.train_ratio[0] <= self.train_ratio[1]:
-            raise ValueError(f"train-ratio must be 0 < min <= max, got {self.train_ratio!r}")
-        if not 0.0 <= self.hflip <= 1.0:
-            raise ValueError(f"hflip must be in [0, 1], got {self.hflip!r}")
-        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"crop-pct must be in (0, 1], got {self.crop_pct!r}")
-        stage1 = self._resolve_stage("stage1", self.stage1)
-        stage2 = self._resolve_stage("stage2", self.stage2)
+        cfg = dataclasses.replace(self).validate(dashed_name)
+        if cfg.mode != "vanilla" and not cfg.synthetic:
+            raise ValueError(f"mode {cfg.mode!r} needs a synthetic store (--synthetic STORE)")
+        if cfg.synthetic_fraction is not None and cfg.mode != "mixed":
+            raise ValueError(f"synthetic-fraction applies to mode mixed only, not {cfg.mode!r}")
         return dataclasses.replace(
-            self,
-            real_train=str(self.real_train), real_test=str(self.real_test), out=str(self.out),
-            synthetic=None if self.synthetic is None else str(self.synthetic),
-            pretrained="none" if self.pretrained is None else str(self.pretrained),
-            split_seed=self.seed if self.split_seed is None else self.split_seed,
-            eval_batch_size=self.eval_batch_size or 2 * self.batch_size,
-            train_scale=tuple(float(v) for v in self.train_scale),
-            train_ratio=tuple(float(v) for v in self.train_ratio),
-            stage1=stage1,
-            stage2=stage2,
+            cfg,
+            real_train=str(cfg.real_train), real_test=str(cfg.real_test), out=str(cfg.out),
+            synthetic=None if cfg.synthetic is None else str(cfg.synthetic),
+            pretrained="none" if cfg.pretrained is None else str(cfg.pretrained),
+            split_seed=cfg.seed if cfg.split_seed is None else cfg.split_seed,
+            eval_batch_size=cfg.eval_batch_size or 2 * cfg.batch_size,
+            stage1=self._resolve_stage("stage1", cfg.stage1),
+            stage2=self._resolve_stage("stage2", cfg.stage2),
         )
 
     def _resolve_stage(self, name: str, s: StageConfig) -> StageConfig:
@@ -160,55 +187,31 @@ class TrainConfig:
             raise ValueError(f"{name} must be a StageConfig, got {type(s).__name__}")
         if s.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown {name} optimizer {s.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        s = dataclasses.replace(s).validate(lambda option: f"{name}-{dashed_name(option)}")
         epochs = self.epochs if s.epochs is None else s.epochs
-        _positive_int(f"{name}-epochs", epochs)
-        if s.steps_per_epoch is not None:
-            _positive_int(f"{name}-steps-per-epoch", s.steps_per_epoch)
         batch = self.batch_size if s.batch_size is None else s.batch_size
-        _positive_int(f"{name}-batch-size", batch)
         lr = s.lr if s.lr is not None else self.lr if self.lr is not None else DEFAULT_LR[s.optimizer]
         head_lr = s.head_lr if s.head_lr is not None else HEAD_LR_SCALE * lr
         wd = s.weight_decay if s.weight_decay is not None else DEFAULT_WEIGHT_DECAY[s.optimizer]
-        for what, v in (("lr", lr), ("head-lr", head_lr), ("weight-decay", wd), ("warmup-epochs", s.warmup_epochs)):
-            if not v >= 0:
-                raise ValueError(f"{name}-{what} must be >= 0, got {v!r}")
-        if not 0.0 <= s.label_smoothing < 1.0:
-            raise ValueError(f"{name}-label-smoothing must be in [0, 1), got {s.label_smoothing!r}")
-        if not 0.0 <= s.min_lr_ratio <= 1.0:
-            raise ValueError(f"{name}-min-lr-ratio must be in [0, 1], got {s.min_lr_ratio!r}")
         default_mix = BRIDGED_PP_MIXUP if (self.mode == "bridged++" and name == "stage1") else {"mixup_alpha": 0.0, "cutmix_alpha": 0.0}
-        mixup_alpha = default_mix["mixup_alpha"] if s.mixup_alpha is None else s.mixup_alpha
-        cutmix_alpha = default_mix["cutmix_alpha"] if s.cutmix_alpha is None else s.cutmix_alpha
-        for what, v in (("mixup-alpha", mixup_alpha), ("cutmix-alpha", cutmix_alpha)):
-            if not v >= 0:
-                raise ValueError(f"{name}-{what} must be >= 0, got {v!r}")
-        for what, v in (("mixup-prob", s.mixup_prob), ("mixup-switch-prob", s.mixup_switch_prob)):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}-{what} must be in [0, 1], got {v!r}")
         out = dataclasses.replace(
             s, epochs=epochs, batch_size=batch, lr=float(lr), head_lr=float(head_lr), weight_decay=float(wd),
-            mixup_alpha=float(mixup_alpha), cutmix_alpha=float(cutmix_alpha),
+            mixup_alpha=float(default_mix["mixup_alpha"] if s.mixup_alpha is None else s.mixup_alpha),
+            cutmix_alpha=float(default_mix["cutmix_alpha"] if s.cutmix_alpha is None else s.cutmix_alpha),
         )
         if out.mixup_enabled and batch % 2:
             raise ValueError(f"{name} uses Mixup/CutMix, which needs an even batch size, got {batch}")
         return out
 
-    # ---------------------------------------------------------------- (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        for name in ("stage1", "stage2"):
-            if isinstance(d.get(name), dict):
-                d[name] = StageConfig(**d[name])
-        for name in ("train_scale", "train_ratio"):
-            if name in d:
-                d[name] = tuple(d[name])
-        return cls(**d)
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    # ---------------------------------------------------------------- what a run records
+    def record(self, *, keyed_only: bool = False) -> dict[str, Any]:
+        """The configuration as plain values: what config.json and results.json hold, and with
+        `keyed_only` (without the options that never identify a result: out, device, workers,
+        progress) what keys an experiment's training step. Options declared after these formats
+        were frozen (`keyed="if_set"`) appear only when set, so stored runs keep comparing equal."""
+        d = json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        for cls, values in ((TrainConfig, d), (StageConfig, d["stage1"]), (StageConfig, d["stage2"])):
+            for name, opt in cls.options().items():
+                if (opt.keyed == "if_set" and values.get(name) == opt.default) or (keyed_only and opt.keyed is False):
+                    values.pop(name, None)
+        return d

@@ -1,21 +1,31 @@
-"""Stores, class matching, few-shot subsets and the loaders the trainer uses.
+"""Everything the trainer reads its images through: stores, class matching, few-shot subsets,
+loaders and augmentations.
 
-Everything here goes through the public `bridgedfast.data` / `bridgedfast.augment` contracts
-(DESIGN.md), so the trainer never touches a store's internals."""
+It goes through the public `bridgedfast.data` / `bridgedfast.augment` contracts (DESIGN.md), so
+the trainer never touches a store's internals; and it is the one seam where tests put in-memory
+stand-ins for them (the trainer calls these functions through this module)."""
 from __future__ import annotations
 
 import concurrent.futures
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
+from ..data.subsets import few_shot_split, open_subset, write_subset
+from ..distributed import DistInfo, barrier
 from ..packed import PackedImages
 
-__all__ = ["open_store", "check_classes", "make_train_loader", "make_train_augment", "make_eval_augment", "iterate_eval"]
+if TYPE_CHECKING:
+    from ..augment import EvalAugment, Mixup, TrainAugment
+    from ..data import ImageStore, MixedLoader
+    from .config import StageConfig, TrainConfig
+
+__all__ = ["RunData", "open_store", "write_subset", "open_subset", "check_classes", "make_train_loader",
+           "make_train_augment", "make_eval_augment", "make_mixup", "iterate_eval"]
 
 
-def open_store(path: str | Path, what: str):
+def open_store(path: str | Path, what: str) -> ImageStore:
     """The ImageStore at `path`; `what` names the option in errors (e.g. '--real-train')."""
     from ..data import ImageStore
 
@@ -30,24 +40,6 @@ def open_store(path: str | Path, what: str):
         raise ValueError(f"{what} store {str(path)!r} cannot be opened: {exc}") from exc
     if len(store) == 0:
         raise ValueError(f"{what} store {str(path)!r} holds no images")
-    return store
-
-
-def write_subset(store: Any, indices: torch.Tensor, path: Path) -> None:
-    """Copies store images `indices` (in order) into a new store at `path`; resumes a partial copy."""
-    from ..data import ImageStoreWriter
-
-    with ImageStoreWriter(path, list(store.classes)) as writer:
-        for i in indices.tolist()[len(writer):]:
-            writer.add(store.image(i), int(store.labels[i]), {"source_index": i})
-
-
-def open_subset(path: Path, expected: int) -> Any:
-    from ..data import ImageStore
-
-    store = ImageStore(path)
-    if len(store) != expected:
-        raise ValueError(f"{path} holds {len(store)} images, the few-shot split {expected}; delete it to rebuild")
     return store
 
 
@@ -69,7 +61,7 @@ def check_classes(real: Sequence[str], synthetic: Sequence[str]) -> None:
 
 
 def make_train_augment(image_size: int, *, scale: tuple[float, float], ratio: tuple[float, float], hflip: float,
-                       mean: Sequence[float], std: Sequence[float], channels_last: bool = False) -> Any:
+                       mean: Sequence[float], std: Sequence[float], channels_last: bool = False) -> TrainAugment:
     from ..augment import TrainAugment
 
     return TrainAugment(image_size, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip, mean=tuple(mean), std=tuple(std),
@@ -77,14 +69,14 @@ def make_train_augment(image_size: int, *, scale: tuple[float, float], ratio: tu
 
 
 def make_eval_augment(image_size: int, *, crop_pct: float, mean: Sequence[float], std: Sequence[float],
-                      channels_last: bool = False) -> Any:
+                      channels_last: bool = False) -> EvalAugment:
     from ..augment import EvalAugment
 
     return EvalAugment(image_size, resize=max(image_size, int(image_size / crop_pct)), mean=tuple(mean), std=tuple(std),
                        channels_last=channels_last)
 
 
-def make_mixup(stage: Any, num_classes: int, seed: int) -> Any:
+def make_mixup(stage: StageConfig, num_classes: int, seed: int) -> Mixup:
     """bridgedfast.augment.Mixup (timm.data.Mixup's arguments), drawing from its own seeded generator."""
     from ..augment import Mixup
 
@@ -95,9 +87,9 @@ def make_mixup(stage: Any, num_classes: int, seed: int) -> Any:
     )
 
 
-def make_train_loader(real: Any, synthetic: Any | None, *, classes: Sequence[str], batch_size: int,
-                      synthetic_fraction: float | None, augment: Any, device: torch.device, seed: int, rank: int,
-                      world_size: int, workers: int | None, cache_on_device: bool | str = False) -> Any:
+def make_train_loader(real: ImageStore, synthetic: ImageStore | None, *, classes: Sequence[str], batch_size: int,
+                      synthetic_fraction: float | None, augment: TrainAugment, device: torch.device, seed: int, rank: int,
+                      world_size: int, workers: int | None, cache_on_device: bool | str = False) -> MixedLoader:
     """A MixedLoader yielding (images, targets, is_synthetic); `batch_size` is per rank and
     targets index `classes` (stores are matched to them by name)."""
     from ..data import MixedLoader
@@ -107,7 +99,7 @@ def make_train_loader(real: Any, synthetic: Any | None, *, classes: Sequence[str
                        classes=list(classes), workers=workers, cache_on_device=cache_on_device)
 
 
-def iterate_eval(store: Any, indices: torch.Tensor, *, batch_size: int, augment: Any, device: torch.device,
+def iterate_eval(store: ImageStore, indices: torch.Tensor, *, batch_size: int, augment: EvalAugment, device: torch.device,
                  rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's share (every world_size-th index) of `indices`, in order, as eval-augmented
     batches on `device` with their labels. The next batch is read while this one computes."""
@@ -126,3 +118,56 @@ def iterate_eval(store: Any, indices: torch.Tensor, *, batch_size: int, augment:
             pending = pool.submit(read, chunks[k + 1]) if k + 1 < len(chunks) else None
             x = augment(packed.to(device, non_blocking=True), None)
             yield x, labels[chunk].to(device, non_blocking=True)
+
+
+class RunData:
+    """The stores of a run, matched by class, and which real images it trains and tests on."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.real_train = open_store(cfg.real_train, "--real-train")
+        self.real_test = open_store(cfg.real_test, "--real-test")
+        self.classes = list(self.real_train.classes)
+        if list(self.real_test.classes) != self.classes:
+            raise ValueError(f"--real-test classes differ from --real-train classes ({len(self.real_test.classes)} "
+                             f"vs {len(self.classes)}; they must be the same names in the same order)")
+        self.synthetic = None
+        if cfg.mode != "vanilla":
+            self.synthetic = open_store(cfg.synthetic, "--synthetic")
+            check_classes(self.classes, self.synthetic.classes)
+        if cfg.shots is not None:
+            self.train_indices = few_shot_split(self.real_train.labels, cfg.shots, cfg.split_seed, self.classes)
+        else:
+            self.train_indices = torch.arange(len(self.real_train))
+        self.test_indices = torch.arange(len(self.real_test))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> dict[str, int | None]:
+        """The stores' sizes (a resumed run must see the same)."""
+        return {"real_train": len(self.real_train), "real_test": len(self.real_test),
+                "synthetic": None if self.synthetic is None else len(self.synthetic)}
+
+    def split_record(self) -> dict | None:
+        """What split.json holds for a few-shot run (None otherwise)."""
+        if self.cfg.shots is None:
+            return None
+        labels = self.real_train.labels[self.train_indices]
+        return {
+            "shots": self.cfg.shots, "split_seed": self.cfg.split_seed, "store": str(Path(self.cfg.real_train).resolve()),
+            "indices": self.train_indices.tolist(),
+            "per_class": {name: self.train_indices[labels == c].tolist() for c, name in enumerate(self.classes)},
+        }
+
+    def real_store(self, folder: Path, info: DistInfo) -> ImageStore:
+        """The real training images the loader reads: the store itself, or the few-shot images
+        as a store of their own in `folder` (written by rank 0)."""
+        if self.cfg.shots is None:
+            return self.real_train
+        path = folder / "real_train_subset"
+        if info.is_main:
+            write_subset(self.real_train, self.train_indices, path)
+        barrier(info)
+        return open_subset(path, len(self.train_indices))

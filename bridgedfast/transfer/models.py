@@ -9,17 +9,18 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["create_model", "create_source_model", "load_weights_file", "classifier_parameters", "param_groups", "reset_head", "data_config"]
+__all__ = ["check_model_name", "create_model", "create_source_model", "load_weights_file", "classifier_parameters",
+           "param_groups", "reset_head", "data_config"]
 
-PRETRAINED_CHOICES = ("timm", "none")
-
-
-def _unknown_model(name: str) -> ValueError:
+def check_model_name(name: Any) -> None:
+    """ValueError (with the closest timm names) unless `name` is a timm model name."""
     import timm
 
-    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    if isinstance(name, str) and timm.is_model(name):
+        return
+    close = difflib.get_close_matches(str(name), timm.list_models(), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-    return ValueError(f"unknown timm model {name!r}{hint}")
+    raise ValueError(f"unknown timm model {str(name)!r}{hint}")
 
 
 def _size_kwargs(name: str, image_size: int | None) -> dict[str, Any]:
@@ -40,8 +41,7 @@ def create_model(name: str, num_classes: int, pretrained: str = "none", image_si
     silent fallback to random init. `image_size` matters only to fixed-input-size models (ViT)."""
     import timm
 
-    if not isinstance(name, str) or not timm.is_model(name):
-        raise _unknown_model(str(name))
+    check_model_name(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     size = _size_kwargs(name, image_size)
@@ -75,8 +75,7 @@ def create_source_model(name: str, num_classes: int, pretrained: str = "none",
     if pretrained in ("none", None):
         return create_model(name, num_classes, "none", image_size), False
     if pretrained == "timm":
-        if not timm.is_model(name):
-            raise _unknown_model(str(name))
+        check_model_name(name)
         cfg = timm.models.get_pretrained_cfg(name)
         source_classes = getattr(cfg, "num_classes", 0) if cfg is not None else 0
         if not source_classes:
@@ -159,11 +158,6 @@ def _classifier_named_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]
 def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The classifier head's parameters (what `reset_classifier` replaces)."""
     return [p for h in _classifier_modules(model) for p in h.parameters()]
-
-
-def classifier_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The head's tensors by state-dict name (copies, on the CPU)."""
-    return {n: t.detach().cpu().clone() for n, t in _classifier_named_tensors(model)}
 
 
 def param_groups(model: nn.Module, *, lr: float, head_lr: float, weight_decay: float) -> list[dict[str, Any]]:

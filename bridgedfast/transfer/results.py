@@ -1,13 +1,22 @@
-"""results.json helpers, curves.png, and the comparison table across runs."""
+"""results.json (its content, reading it back), curves.png, and the comparison table across runs."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-__all__ = ["plot_curves", "load_results", "compare_runs", "format_comparison"]
+from ..files import atomic_write
+from ..seeds import derive_seed, head_reset_seed
+from .config import RUNTIME_KEYS, TrainConfig
+
+if TYPE_CHECKING:
+    from ..distributed import DistInfo
+    from .data import RunData
+    from .stage import Precision
+
+__all__ = ["plot_curves", "run_results", "load_results", "compare_runs", "format_comparison"]
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> Path:
@@ -48,11 +57,57 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, *, title: str = "
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
+
+
+def run_results(cfg: TrainConfig, d: RunData, data_cfg: dict[str, Any], *, history: list[dict[str, Any]],
+            stages: list[dict[str, Any]], leep: float | None, leep_pretrained: float | None, source_head: bool,
+            config: dict[str, Any], info: DistInfo, precision: Precision, seconds: float) -> dict[str, Any]:
+    """What results.json holds."""
+    import timm
+    import torch
+
+    from .. import __version__
+
+    summaries = stages
+    last = summaries[-1]
+    results = {
+        "mode": cfg.mode, "model": cfg.model, "pretrained": cfg.pretrained, "shots": cfg.shots, "seed": cfg.seed,
+        "split_seed": cfg.split_seed if cfg.shots is not None else None,
+        "test_top1": last["test_top1"], "test_top5": last["test_top5"], "leep": leep,
+        "leep_pretrained": leep_pretrained, "stages": summaries,
+        "num_classes": d.num_classes, "classes": d.classes,
+        "data": {
+            "real_train": str(Path(cfg.real_train).resolve()), "real_train_images": len(d.train_indices),
+            "real_test": str(Path(cfg.real_test).resolve()), "real_test_images": len(d.test_indices),
+            "synthetic": str(Path(cfg.synthetic).resolve()) if d.synthetic is not None else None,
+            "synthetic_images": len(d.synthetic) if d.synthetic is not None else None,
+            "image_size": data_cfg["image_size"], "mean": data_cfg["mean"], "std": data_cfg["std"],
+            "eval_crop_pct": data_cfg["crop_pct"],
+        },
+        "history": history,
+        "seeds": {"seed": cfg.seed, "split_seed": cfg.split_seed, "model_init": derive_seed("init", cfg.seed),
+                  "head_init": derive_seed("init-head", cfg.seed) if source_head else None,
+                  "head_reset": head_reset_seed(cfg.seed) if cfg.mode == "bridged++" else None,
+                  "loaders": {s["name"]: s["loader_seed"] for s in summaries},
+                  "per_epoch": "Mixup and dropout: derive_seed(kind, seed, stage index, epoch, rank); "
+                               "batches: the loader's (loader seed, epoch, rank, batch)"},
+        "config": config,
+        "runtime": {"device": str(info.device), "world_size": info.world_size,
+                    "amp": None if precision.amp_dtype is None else str(precision.amp_dtype).removeprefix("torch."),
+                    "channels_last": precision.channels_last, "compile": cfg.compile,
+                    "seconds_this_session": seconds,
+                    "bridgedfast": __version__, "torch": torch.__version__, "timm": timm.__version__},
+        "files": {"model": "model.safetensors", "curves": "curves.png",
+                  "stage1_model": "model_stage1.safetensors" if any(s["data"] == "synthetic" for s in summaries) else None,
+                  "split": "split.json" if cfg.shots is not None else None},
+    }
+    return json.loads(json.dumps(results))
 
 
 def load_results(folder: str | Path) -> dict[str, Any]:
@@ -91,8 +146,6 @@ def compare_runs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], lis
     and every other setting of the recorded configuration), with the top-1 mean and sample
     standard deviation over their seeds. Groups that look alike but differ in other settings
     (e.g. another synthetic store) carry a short `settings` id to tell them apart."""
-    from .trainer import RUNTIME_KEYS
-
     not_settings = {"seed", "split_seed", *RUNTIME_KEYS}
     runs = []
     for folder in _find_runs(paths):

@@ -18,7 +18,7 @@ def check_backend(name: str, device: torch.device) -> None:
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {name!r}: use one of {', '.join(BACKEND_NAMES)}")
     if name == "tensorrt":
-        from ...backends import require
+        from ...optional import require
 
         require("tensorrt", "the tensorrt generation backend")
         require("onnx", "exporting the UNet for TensorRT")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ...files import atomic_write
 from ..onnx_export import INPUT_NAMES, OUTPUT_NAME, check_onnx_export, export_unet_onnx
 
 EXPORT_VERSION = 1
@@ -65,9 +65,8 @@ def build_engine(trt: Any, onnx_path: Path, plan_path: Path, profile_shapes: dic
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
-    tmp = plan_path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(memoryview(serialized))
-    os.replace(tmp, plan_path)
+    with atomic_write(plan_path) as tmp:
+        tmp.write_bytes(memoryview(serialized))
     return plan_path
 
 
@@ -92,7 +91,7 @@ class TensorRTUNet:
     static_shapes = False
 
     def __init__(self, unet: Any, *, device: torch.device, fingerprint: str, cache_dir: Path):
-        from ...backends import require
+        from ...optional import require
 
         self.trt = require("tensorrt", "the tensorrt generation backend")
         require("onnx", "exporting the UNet for TensorRT")
