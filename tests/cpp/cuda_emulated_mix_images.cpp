@@ -89,14 +89,17 @@ BF_TEST(emulated_mix_matches_cpu_every_dtype_and_layout) {
     check_case<BFloat16Storage>(ImageBatchShape{6, 3, 5, 16, cl}, 0, true, 5);
     check_case<BFloat16Storage>(ImageBatchShape{6, 3, 5, 16, cl}, 3, false, 6);
     check_case<Float16Storage>(ImageBatchShape{2, 1, 3, 5, cl}, 0, false, 7);
+    check_case<Float32Storage>(ImageBatchShape{5, 3, 4, 8, cl}, 0, true, 11);  // odd batch
+    check_case<Float32Storage>(ImageBatchShape{1, 3, 4, 7, cl}, 0, false, 12);
   }
   check_case<Float32Storage>(ImageBatchShape{4, 1, 6, 8, true}, 0, true, 8);  // one channel
 }
 
 BF_TEST(emulated_mix_grids_stride_past_65535_blocks) {
-  // grid.z: 70000 images; grid.y: 600000 rows of one image (75000 blocks of 8 rows).
-  check_case<Float32Storage>(ImageBatchShape{70000, 1, 1, 4, false}, 0, true, 9);
-  BF_CHECK(mix_images_launch<Float32Storage>(ImageBatchShape{70000, 1, 1, 4, false}, true).grid.z == 65535);
+  // grid.z: 70001 pairs (an odd batch: the middle image is its own partner); grid.y: 600000
+  // rows of one image (75000 blocks of 8 rows).
+  check_case<Float32Storage>(ImageBatchShape{140001, 1, 1, 4, false}, 0, true, 9);
+  BF_CHECK(mix_images_launch<Float32Storage>(ImageBatchShape{140001, 1, 1, 4, false}, true).grid.z == 65535);
   check_case<Float32Storage>(ImageBatchShape{2, 3, 200000, 4, false}, 0, true, 10);
   BF_CHECK(mix_images_launch<Float32Storage>(ImageBatchShape{2, 3, 200000, 4, false}, true).grid.y == 65535);
 }
