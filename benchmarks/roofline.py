@@ -45,13 +45,14 @@ GPUS = [Gpu("H100 SXM (HBM3, 3.35 TB/s)", 3.35e12, 132, 1.98e9), Gpu("H200 SXM (
 TILE_W = TILE_H = 32
 THREADS = 256
 CHUNK_ROWS = 16
-MAX_SPAN = 128
+MAX_SPAN = 256
+MAX_TAPS = 17
 
 # Thread instructions per unit of work, read off the kernel source.
-STAGE_ITEM = 8        # loop, index, bounds tests per staged-pixel slot (valid or not)
-STAGE_PIXEL = 11      # 3 LDG.U8 + 3 I2F + STS.128 + address arithmetic
+STAGE_ROW = 12        # per thread and staged row: row address, loop set-up
+STAGE_PIXEL = 9       # 3 LDG.U8 + 2 shift-or + STS.32 + address arithmetic and loop
 HPASS_ITEM = 10       # per (row, column) entry: loop, bounds, result STS.128
-HPASS_TAP = 6         # LDS weight + LDS.128 pixel + 3 FFMA + index
+HPASS_TAP = 12        # LDS weight + LDS pixel + 3 x (byte permute + FADD) + 3 FFMA + index
 VPASS_CHUNK = 15      # per thread and chunk: tap range clamp, loop set-up
 VPASS_TAP = 18        # LDS weight + 4 LDS.128 + 12 FFMA + index
 STORE = 30            # 12 FFMA (normalise) + 3 STG.128 + addressing
@@ -79,7 +80,7 @@ def tile_path_fits(crop_w: int, size: int, crop_h: int) -> bool:
         s = crop / size
         return min(math.ceil(max(s, 1.0)) * 2 + 1, crop)
     kx, ky = max_taps(crop_w), max_taps(crop_h)
-    return kx <= 9 and ky <= 9 and (TILE_W - 1) * crop_w / size + 2 + kx <= MAX_SPAN
+    return kx <= MAX_TAPS and ky <= MAX_TAPS and (TILE_W - 1) * crop_w / size + 2 + kx <= MAX_SPAN
 
 
 def resized_crop_model(boxes: torch.Tensor, size: int, out_bytes: int) -> dict:
@@ -104,13 +105,13 @@ def resized_crop_model(boxes: torch.Tensor, size: int, out_bytes: int) -> dict:
                 taps = TILE_W + TILE_H
                 instr += taps * TAPS_ENTRY + (cc.sum() + rc.sum()) * TAPS_TAP + 6 * taps
                 smem += 4 * (cc.sum() + rc.sum()) + 8 * taps
-                instr += chunks * CHUNK_ROWS * MAX_SPAN * STAGE_ITEM + rows * span * STAGE_PIXEL
-                smem += 16 * rows * span
+                instr += rows * 32 * STAGE_ROW + rows * span * STAGE_PIXEL
+                smem += 4 * rows * span
                 staged += rows * span
                 htaps += rows * cc.sum()
                 vtaps += TILE_W * rc.sum()
                 instr += chunks * CHUNK_ROWS * TILE_W * HPASS_ITEM + rows * cc.sum() * HPASS_TAP
-                smem += rows * (cc.sum() * 20 + 16 * TILE_W)
+                smem += rows * (cc.sum() * 8 + 16 * TILE_W)
                 instr += THREADS * chunks * VPASS_CHUNK + (TILE_W // 4) * rc.sum() * VPASS_TAP
                 smem += (TILE_W // 4) * rc.sum() * 68
                 instr += THREADS * STORE

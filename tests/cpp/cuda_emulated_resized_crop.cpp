@@ -52,7 +52,7 @@ Batch random_batch(unsigned seed, int n, int out_h, int out_w, int max_side, int
   for (int i = 0; i < n; ++i) {
     int h = std::uniform_int_distribution<int>(1, max_side)(rng);
     int w = std::uniform_int_distribution<int>(1, max_side)(rng);
-    if (strong > 0 && i % strong == 0) w = std::max(w, 6 * out_w);
+    if (strong > 0 && i % strong == 0) w = std::max(w, 10 * out_w);
     const int64_t stride = 3 * static_cast<int64_t>(w) + (i % 3 == 2 ? 7 : 0);
     auto& buf = b.buffers[i];
     buf.resize(static_cast<size_t>(stride * h));
@@ -144,7 +144,7 @@ BF_TEST(tile_path_bound_holds_at_its_limit) {
   // Downscales just inside and just outside what the tile kernel takes (64 columns: a whole
   // tile away from the crop's edges): the staged span never outgrows its shared row.
   int tile = 0, direct = 0;
-  for (int crop_w = 226; crop_w <= 262; crop_w += 2) {
+  for (int crop_w = 466; crop_w <= 520; crop_w += 2) {
     std::vector<uint8_t> data(static_cast<size_t>(3) * crop_w * 40);
     for (size_t k = 0; k < data.size(); ++k) data[k] = static_cast<uint8_t>((k * 7919) >> 3);
     Batch b;

@@ -2,12 +2,13 @@
 // thread index, shared tile) that csrc/cuda/resized_crop_cuda_kernel.cu wraps in __global__
 // functions and tests/cpp/grid_emulator.h runs on the host. Torch-free and CUDA-free.
 //
-// Tile kernel (every image whose downscale is at most about 3.7x, i.e. every training crop):
+// Tile kernel (every image whose downscale is at most about 7.5x, i.e. every training crop):
 // a block renders a 32x32 output tile in two separable passes. Per chunk of 16 source rows it
-// stages the tile's source pixels in shared memory as float4 (3 byte loads, converted once),
-// resamples them horizontally into a shared 16x32 tile (weights in shared memory), then each
-// thread adds that chunk's vertical taps into its four output pixels held in registers, and
-// finally stores them normalised, as 16- or 8-byte vectors where the row allows.
+// stages the tile's source pixels in shared memory as packed RGBX words (4 bytes: one 32-bit
+// shared load per tap, a quarter of a float4's shared-memory traffic), resamples them
+// horizontally into a shared 16x32 float tile (weights in shared memory), then each thread adds
+// that chunk's vertical taps into its four output pixels held in registers, and finally stores
+// them normalised, as 16- or 8-byte vectors where the row allows.
 // Direct kernel (stronger downscales, where a tile's source span outgrows shared memory): one
 // thread per output pixel, the 2-D tap sum with weights computed as needed.
 #pragma once
@@ -22,17 +23,17 @@ constexpr int kTileH = 32;            // output rows per tile
 constexpr int kTileThreads = 256;     // 8 threads x 4 columns per row, 32 rows
 constexpr int kTilePixelsPerThread = 4;
 constexpr int kTileChunkRows = 16;    // source rows staged per chunk
-constexpr int kTileMaxSpan = 128;     // source pixels one staged row holds
-constexpr int kTileMaxTaps = 9;       // taps per output pixel and axis (downscale <= 4x)
+constexpr int kTileMaxSpan = 256;     // source pixels one staged row holds
+constexpr int kTileMaxTaps = 17;      // taps per output pixel and axis (downscale <= 8x)
 constexpr int kDirectBlockW = 32, kDirectBlockH = 8;
 
 struct TilePixel {
-  float c[4];  // RGB and padding: one 16-byte shared load per tap
+  float c[4];  // RGB and padding: one 16-byte shared load per read
 };
 
 struct ResizedCropTileShared {
-  TilePixel src[kTileChunkRows][kTileMaxSpan];  // staged source rows, as floats
-  TilePixel hpass[kTileChunkRows][kTileW];      // the horizontal pass of those rows
+  uint32_t src[kTileChunkRows][kTileMaxSpan];  // staged source rows, R | G << 8 | B << 16
+  TilePixel hpass[kTileChunkRows][kTileW];     // the horizontal pass of those rows
   float wx[kTileMaxTaps][kTileW];               // column weights, tap-major (no bank conflicts)
   float wy[kTileMaxTaps][kTileH];
   int32_t col_start[kTileW], col_count[kTileW];  // absolute source column of tap 0
@@ -162,6 +163,16 @@ BF_HOST_DEVICE_INLINE void store_pixels4(const ResizedCropParams& p, typename S:
   }
 }
 
+// Byte k of w as a float, exactly, in two full-rate instructions (a byte permute that builds
+// 2^23 + byte, and a subtraction) instead of a quarter-rate integer-to-float conversion.
+BF_HOST_DEVICE_INLINE float byte_as_float(uint32_t w, int k) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440u + static_cast<uint32_t>(k))) - 8388608.0f;
+#else
+  return bits_as_float(0x4B000000u | ((w >> (8 * k)) & 0xffu)) - 8388608.0f;
+#endif
+}
+
 // ---------------------------------------------------------------- tile kernel phases
 
 struct TileCoord {
@@ -225,22 +236,21 @@ BF_HOST_DEVICE_INLINE int tile_chunks(const ResizedCropTileShared& sh) {
   return static_cast<int>(ceil_div(sh.rows_y1 - sh.rows_y0, kTileChunkRows));
 }
 
-// Phase 3 (per chunk): stage source rows [y, y + 16) of the span as floats. A warp reads 32
-// adjacent pixels of one row: 96 contiguous bytes per load instruction.
+// Phase 3 (per chunk): stage source rows [y, y + 16) of the span as floats. Warp w takes rows
+// w, w + 8; its lanes take adjacent pixels: 96 contiguous bytes per load instruction.
 BF_HOST_DEVICE_INLINE void tile_stage(const ResizedCropGridArgs& a, const TileCoord& t, int chunk, uint32_t tid,
                                       ResizedCropTileShared& sh) {
+  constexpr int kWarps = kTileThreads / 32;
   const ResizedCropImage& im = a.images[t.n];
   const int32_t y_first = sh.rows_y0 + chunk * kTileChunkRows;
-  for (int item = static_cast<int>(tid); item < kTileChunkRows * kTileMaxSpan; item += kTileThreads) {
-    const int i = item / kTileMaxSpan, px = item % kTileMaxSpan;
-    const int32_t y = y_first + i;
-    if (y >= sh.rows_y1 || px >= sh.span_len) continue;
-    const uint8_t* s = im.pixels + static_cast<int64_t>(y) * im.row_stride + 3 * static_cast<int64_t>(sh.span_x0 + px);
-    TilePixel& d = sh.src[i][px];
-    d.c[0] = static_cast<float>(load_global(s));
-    d.c[1] = static_cast<float>(load_global(s + 1));
-    d.c[2] = static_cast<float>(load_global(s + 2));
-    d.c[3] = 0.0f;
+  const int rows = sh.rows_y1 - y_first < kTileChunkRows ? sh.rows_y1 - y_first : kTileChunkRows;
+  for (int i = static_cast<int>(tid) / 32; i < rows; i += kWarps) {
+    const uint8_t* row = im.pixels + static_cast<int64_t>(y_first + i) * im.row_stride + 3 * static_cast<int64_t>(sh.span_x0);
+    for (int px = static_cast<int>(tid) % 32; px < sh.span_len; px += 32) {
+      const uint8_t* s = row + 3 * px;
+      sh.src[i][px] = static_cast<uint32_t>(load_global(s)) | static_cast<uint32_t>(load_global(s + 1)) << 8 |
+                      static_cast<uint32_t>(load_global(s + 2)) << 16;
+    }
   }
 }
 
@@ -255,14 +265,14 @@ BF_HOST_DEVICE_INLINE void tile_horizontal(int chunk, uint32_t tid, ResizedCropT
       sh.hpass[i][col] = TilePixel{{0.0f, 0.0f, 0.0f, 0.0f}};
       continue;
     }
-    const TilePixel* s = &sh.src[i][sh.col_start[col] - sh.span_x0];
+    const uint32_t* s = &sh.src[i][sh.col_start[col] - sh.span_x0];
     float r = 0.0f, g = 0.0f, b = 0.0f;
     for (int k = 0; k < count; ++k) {
       const float w = sh.wx[k][col];
-      const TilePixel px = s[k];
-      r += w * px.c[0];
-      g += w * px.c[1];
-      b += w * px.c[2];
+      const uint32_t px = s[k];
+      r += w * byte_as_float(px, 0);
+      g += w * byte_as_float(px, 1);
+      b += w * byte_as_float(px, 2);
     }
     sh.hpass[i][col] = TilePixel{{r, g, b, 0.0f}};
   }
