@@ -193,21 +193,25 @@ def _check_batch(images: torch.Tensor) -> None:
         raise ValueError(f"images must have a positive height and width, got {tuple(images.shape)}")
 
 
-def _check_list(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def _check_list(images: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """The list and its sizes [h0, w0, h1, w1, ...], checked in one pass (it runs per batch)."""
     if len(images) == 0:
         raise ValueError("images must not be an empty list")
+    sizes: list[int] = []
+    device = images[0].device if isinstance(images[0], torch.Tensor) else None
     for i, img in enumerate(images):
         if not isinstance(img, torch.Tensor) or img.dtype != torch.uint8 or img.dim() != 3 or img.shape[2] != 3:
             raise ValueError(
                 f"image {i} must be a uint8 [H, W, 3] tensor, got "
                 f"{getattr(img, 'dtype', type(img).__name__)} {tuple(getattr(img, 'shape', ()))}"
             )
-        if img.shape[0] == 0 or img.shape[1] == 0:
+        h, w, _ = img.shape
+        if h == 0 or w == 0:
             raise ValueError(f"image {i} must have a positive height and width, got {tuple(img.shape)}")
-    device = images[0].device
-    if any(img.device != device for img in images):
-        raise ValueError(f"images must all be on one device, got {sorted({str(img.device) for img in images})}")
-    return list(images)
+        if img.device != device:
+            raise ValueError(f"images must all be on one device, got {sorted({str(im.device) for im in images})}")
+        sizes += (h, w)
+    return list(images), sizes
 
 
 def _unsupported(images: object) -> ValueError:
@@ -215,26 +219,26 @@ def _unsupported(images: object) -> ValueError:
                       f"got {type(images).__name__}")
 
 
-def _op_images(images: Images) -> PackedImages | list[torch.Tensor]:
-    """What the kernels read, without copying pixels: a checked PackedImages, a dense NHWC batch
-    as a packed view, any other NHWC batch as a list of its images (views), or a checked list."""
+def _op_images(images: Images) -> tuple[PackedImages | list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """What the kernels read, without copying pixels, and the images' heights and widths (CPU
+    int64 [N]): a checked PackedImages, a dense NHWC batch as a packed view, any other NHWC batch
+    as a list of its images (views), or a checked list."""
     if isinstance(images, PackedImages):
-        return _check_packed(images)
-    if isinstance(images, torch.Tensor):
+        form = _check_packed(images)
+    elif isinstance(images, torch.Tensor):
         _check_batch(images)
         if images.shape[0] > 0 and not images.is_contiguous():
-            return list(images.unbind(0))  # strided rows are read in place, odd layouts copied per image
-        return as_packed(images)
-    if isinstance(images, (list, tuple)):
-        return _check_list(images)
-    raise _unsupported(images)
-
-
-def _form_sizes(form: PackedImages | list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(form, PackedImages):
-        return form.index[:, 1], form.index[:, 2]
-    hw = torch.tensor([(img.shape[0], img.shape[1]) for img in form], dtype=torch.int64).view(-1, 2)
-    return hw[:, 0], hw[:, 1]
+            n, h, w, _ = images.shape
+            sizes = torch.tensor([h, w], dtype=torch.int64).repeat(n, 1)
+            return list(images.unbind(0)), sizes[:, 0], sizes[:, 1]  # strided rows are read in place
+        form = as_packed(images)
+    elif isinstance(images, (list, tuple)):
+        form, sizes = _check_list(images)
+        hw = torch.tensor(sizes, dtype=torch.int64).view(-1, 2)
+        return form, hw[:, 0], hw[:, 1]
+    else:
+        raise _unsupported(images)
+    return form, form.index[:, 1], form.index[:, 2]
 
 
 def as_packed(images: Images) -> PackedImages:
@@ -253,7 +257,7 @@ def as_packed(images: Images) -> PackedImages:
         index[:, 1], index[:, 2] = h, w
         return PackedImages(images.contiguous().view(-1), index)
     if isinstance(images, (list, tuple)):
-        return PackedImages.from_images(_check_list(images))
+        return PackedImages.from_images(_check_list(images)[0])
     raise _unsupported(images)
 
 
@@ -261,7 +265,8 @@ def image_sizes(images: Images) -> tuple[torch.Tensor, torch.Tensor]:
     """(heights, widths) of images in any form the image ops take, as CPU int64 [N] tensors,
     without touching pixels (what parameter draws such as RandomResizedCrop boxes need).
     Raises ValueError for images the ops would refuse."""
-    return _form_sizes(_op_images(images))
+    _, heights, widths = _op_images(images)
+    return heights, widths
 
 
 def images_device(images: Images) -> torch.device:
@@ -386,8 +391,7 @@ def resized_crop(
     then (x/255 - mean)/std (mean/std on the 0-1 scale; None keeps x/255).
     out: optional buffer to write into (that shape, dtype, device and layout); returned.
     """
-    form = _op_images(images)
-    h, w = _form_sizes(form)
+    form, h, w = _op_images(images)
     n = h.shape[0]
     out_size = check_size(size)
     boxes_t = _host_int64(boxes, "boxes", (n, 4))
@@ -425,8 +429,7 @@ def resize_center_crop(
     [N,3,H,W] = torchvision Resize(resize) (bilinear, antialias) + CenterCrop(size) on the float
     image, then (x/255 - mean)/std. out: optional buffer to write into, as resized_crop.
     """
-    form = _op_images(images)
-    h, w = _form_sizes(form)
+    form, h, w = _op_images(images)
     n = h.shape[0]
     out_size = check_size(size)
     if not isinstance(resize, int) or isinstance(resize, bool) or resize < max(out_size):
