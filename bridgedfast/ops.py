@@ -284,9 +284,7 @@ def release_cached_outputs() -> int:
     """Frees the memory the ops keep for their next CPU outputs (blocks of up to two recent
     outputs that nothing references any more: reusing them spares a fresh batch its page
     faults); returns the bytes freed. Tensors in use are never affected."""
-    if not _ext.extension_loaded():
-        return 0
-    return int(_ext._C.release_cached_outputs())
+    return _ext.release_cached_outputs()
 
 
 def check_size(size: int | Sequence[int]) -> list[int]:
