@@ -54,7 +54,7 @@ STAGE_PIXEL = 9       # 3 LDG.U8 + 2 shift-or + STS.32 + address arithmetic and 
 HPASS_ITEM = 10       # per (row, column) entry: loop, bounds, result STS.128
 HPASS_TAP = 12        # LDS weight + LDS pixel + 3 x (byte permute + FADD) + 3 FFMA + index
 VPASS_CHUNK = 15      # per thread and chunk: tap range clamp, loop set-up
-VPASS_TAP = 18        # LDS weight + 4 LDS.128 + 12 FFMA + index
+VPASS_TAP = 17        # LDS weight + 3 LDS.128 (a channel of 4 pixels each) + 12 FFMA + index
 STORE = 30            # 12 FFMA (normalise) + 3 STG.128 + addressing
 TAPS_ENTRY = 30       # per row/column entry: span set-up, divide, stores
 TAPS_TAP = 12         # triangle weight twice (total, then weight) + divide + STS
@@ -111,9 +111,9 @@ def resized_crop_model(boxes: torch.Tensor, size: int, out_bytes: int) -> dict:
                 htaps += rows * cc.sum()
                 vtaps += TILE_W * rc.sum()
                 instr += chunks * CHUNK_ROWS * TILE_W * HPASS_ITEM + rows * cc.sum() * HPASS_TAP
-                smem += rows * (cc.sum() * 8 + 16 * TILE_W)
+                smem += rows * (cc.sum() * 8 + 12 * TILE_W)
                 instr += THREADS * chunks * VPASS_CHUNK + (TILE_W // 4) * rc.sum() * VPASS_TAP
-                smem += (TILE_W // 4) * rc.sum() * 68
+                smem += (TILE_W // 4) * rc.sum() * 52
                 instr += THREADS * STORE
     out_pixels = len(boxes) * size * size
     return {"dram": dram, "warp_instr": instr / 32, "smem": smem, "direct": direct,

@@ -108,6 +108,23 @@ __device__ __forceinline__ Dim3 as_dim3(const dim3& v) { return Dim3{v.x, v.y, v
 inline dim3 as_cuda_dim3(const Dim3& v) { return dim3(v.x, v.y, v.z); }
 #endif
 
+// Four floats from 16-byte aligned memory (one LDS.128 / LDG.128 on the GPU).
+struct Float4 {
+  float v[4];
+};
+
+BF_HOST_DEVICE_INLINE Float4 load_float4(const float* src) {
+  BF_CHECK_ALIGNED(src, 16);
+#if defined(__CUDA_ARCH__)
+  const float4 f = *reinterpret_cast<const float4*>(src);
+  return Float4{{f.x, f.y, f.z, f.w}};
+#else
+  Float4 f;
+  std::memcpy(f.v, src, 16);
+  return f;
+#endif
+}
+
 // A read-only global load (the texture path on the GPU).
 template <typename T>
 BF_HOST_DEVICE_INLINE T load_global(const T* p) {

@@ -6,8 +6,9 @@
 // a block renders a 32x32 output tile in two separable passes. Per chunk of 16 source rows it
 // stages the tile's source pixels in shared memory as packed RGBX words (4 bytes: one 32-bit
 // shared load per tap, a quarter of a float4's shared-memory traffic), resamples them
-// horizontally into a shared 16x32 float tile (weights in shared memory), then each thread adds
-// that chunk's vertical taps into its four output pixels held in registers, and finally stores
+// horizontally into a shared 16x32 float tile, one plane per channel (weights in shared
+// memory), then each thread adds that chunk's vertical taps into its four output pixels held in
+// registers (one conflict-free 16-byte shared load per channel and tap), and finally stores
 // them normalised, as 16- or 8-byte vectors where the row allows.
 // Direct kernel (stronger downscales, where a tile's source span outgrows shared memory): one
 // thread per output pixel, the 2-D tap sum with weights computed as needed.
@@ -27,13 +28,9 @@ constexpr int kTileMaxSpan = 256;     // source pixels one staged row holds
 constexpr int kTileMaxTaps = 17;      // taps per output pixel and axis (downscale <= 8x)
 constexpr int kDirectBlockW = 32, kDirectBlockH = 8;
 
-struct TilePixel {
-  float c[4];  // RGB and padding: one 16-byte shared load per read
-};
-
 struct ResizedCropTileShared {
-  uint32_t src[kTileChunkRows][kTileMaxSpan];  // staged source rows, R | G << 8 | B << 16
-  TilePixel hpass[kTileChunkRows][kTileW];     // the horizontal pass of those rows
+  uint32_t src[kTileChunkRows][kTileMaxSpan];         // staged source rows, R | G << 8 | B << 16
+  alignas(16) float hpass[3][kTileChunkRows][kTileW];  // the horizontal pass of those rows, per channel
   float wx[kTileMaxTaps][kTileW];               // column weights, tap-major (no bank conflicts)
   float wy[kTileMaxTaps][kTileH];
   int32_t col_start[kTileW], col_count[kTileW];  // absolute source column of tap 0
@@ -262,7 +259,7 @@ BF_HOST_DEVICE_INLINE void tile_horizontal(int chunk, uint32_t tid, ResizedCropT
     if (y_first + i >= sh.rows_y1) continue;
     const int count = sh.col_count[col];
     if (count == 0) {  // past the output's right edge: never stored, but read by tile_vertical
-      sh.hpass[i][col] = TilePixel{{0.0f, 0.0f, 0.0f, 0.0f}};
+      sh.hpass[0][i][col] = sh.hpass[1][i][col] = sh.hpass[2][i][col] = 0.0f;
       continue;
     }
     const uint32_t* s = &sh.src[i][sh.col_start[col] - sh.span_x0];
@@ -274,7 +271,9 @@ BF_HOST_DEVICE_INLINE void tile_horizontal(int chunk, uint32_t tid, ResizedCropT
       g += w * byte_as_float(px, 1);
       b += w * byte_as_float(px, 2);
     }
-    sh.hpass[i][col] = TilePixel{{r, g, b, 0.0f}};
+    sh.hpass[0][i][col] = r;
+    sh.hpass[1][i][col] = g;
+    sh.hpass[2][i][col] = b;
   }
 }
 
@@ -291,12 +290,10 @@ BF_HOST_DEVICE_INLINE void tile_vertical(int chunk, uint32_t tid, ResizedCropTil
   k1 = k1 > count ? count : k1;
   for (int k = k0; k < k1; ++k) {
     const float w = sh.wy[k][row];
-    const TilePixel* h = &sh.hpass[start + k - y_first][col0];
-    for (int j = 0; j < kTilePixelsPerThread; ++j) {
-      const TilePixel px = h[j];
-      st.acc[j][0] += w * px.c[0];
-      st.acc[j][1] += w * px.c[1];
-      st.acc[j][2] += w * px.c[2];
+    const int i = start + k - y_first;
+    for (int c = 0; c < 3; ++c) {
+      const Float4 h = load_float4(&sh.hpass[c][i][col0]);  // the thread's 4 pixels, one channel
+      for (int j = 0; j < kTilePixelsPerThread; ++j) st.acc[j][c] += w * h.v[j];
     }
   }
 }
