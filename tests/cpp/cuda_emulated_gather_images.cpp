@@ -1,6 +1,7 @@
 // The CUDA gather_images kernel's body, run on the host over the whole launch grid the launcher
 // computes, against the CPU kernel: odd sizes and alignments, items larger than the blocks one
 // item gets (grid-stride along the item), and more items than grid.y takes.
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -12,10 +13,17 @@ using namespace bridgedfast;
 
 namespace {
 
+// The kernel reads whole aligned 16-byte blocks around misaligned sources (as the GPU's memory
+// granules allow); here each source sits inside 32 bytes of slack so those reads stay in bounds.
 void check_case(const std::vector<std::vector<uint8_t>>& src, const std::vector<GatherItem>& items, int64_t out_size) {
   GatherSources sources{};
+  std::vector<std::vector<uint8_t>> padded(src.size());
   std::vector<const uint8_t*> host(src.size());
-  for (size_t s = 0; s < src.size(); ++s) sources.ptr[s] = host[s] = src[s].data();
+  for (size_t s = 0; s < src.size(); ++s) {
+    padded[s].assign(src[s].size() + 64, 0xee);
+    std::copy(src[s].begin(), src[s].end(), padded[s].begin() + 32);
+    sources.ptr[s] = host[s] = padded[s].data() + 32;
+  }
   std::vector<uint8_t> cpu(out_size, 0), gpu(out_size, 1);
   gather_images_cpu(host.data(), items.data(), static_cast<int64_t>(items.size()), cpu.data(), 2);
   int64_t max_nbytes = 0;
