@@ -5,12 +5,20 @@
 Rows (images/s, ratio ours/peer):
   augment:  bridgedfast TrainAugment (RandomResizedCrop antialias + flip + normalize, one op)
             vs torchvision.transforms.v2 per sample (RandomResizedCrop(antialias=True) +
-            RandomHorizontalFlip + ToDtype(float32, scale=True) + Normalize, then stack)
-            vs kornia.augmentation batched (same steps on a batch padded to one size, as kornia needs).
-            Twice: ours as a plain `augment(x)` call, which on CPU writes into a recycled buffer
-            once the previous batch is dropped (as MixedLoader's batches and Mixup's outputs are),
-            and ours with `recycle_outputs=False`, allocating a fresh output batch per call.
-            The peers allocate fresh outputs in both tables.
+            RandomHorizontalFlip + ToDtype(float32, scale=True) + Normalize, then stack) on the
+            same images, once per input form the op takes:
+              list    a Python list of uint8 [H, W, 3] tensors of varied sizes (read in place)
+              nhwc    one uint8 [N, S, S, 3] batch (S the middle of the side range)
+              packed  PackedImages (one flat buffer + index), the loader's form
+            each twice: "recycled", a plain `augment(x)` call, which on CPU writes into a
+            recycled buffer once the previous batch is dropped (as MixedLoader's batches and
+            Mixup's outputs are), and "fresh", `recycle_outputs=False`: the op returns a new
+            output tensor per call (its memory comes from the blocks earlier, dropped outputs
+            released, so no page is faulted in again; see csrc/torch/output_allocator.h).
+            One more row, "fresh, cold pages", empties that cache before every call: every
+            output is new memory the kernel first-touches (huge pages where the OS allows).
+            kornia.augmentation batched (same steps on a batch padded to one size, as kornia
+            needs) is a second peer of the packed rows. The peers allocate fresh outputs.
   + mixup:  the same with Mixup/CutMix on top (bridgedfast Mixup vs timm.data.Mixup), both of
             ours plain calls (recycled outputs)
   mixing:   Mixup/CutMix alone on a float batch (one mix_images op into Mixup's recycled output
@@ -37,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import Result, compare, save, throughput  # noqa: E402
 
+from bridgedfast import ops  # noqa: E402
 from bridgedfast.augment import IMAGENET_MEAN, IMAGENET_STD, Mixup, TrainAugment  # noqa: E402
 from bridgedfast.packed import PackedImages  # noqa: E402
 
@@ -64,14 +73,16 @@ def torchvision_pipeline(size: int):
     )
 
 
-def ours_fn(packed: PackedImages, size: int, mixup: Mixup | None = None, target: torch.Tensor | None = None,
-            recycle_outputs: bool = True):
-    """Plain TrainAugment calls on `packed` (then Mixup): recycled CPU outputs (the default), or
-    a fresh output per call."""
+def ours_fn(images, size: int, mixup: Mixup | None = None, target: torch.Tensor | None = None,
+            recycle_outputs: bool = True, cold: bool = False):
+    """Plain TrainAugment calls on `images` (any input form; then Mixup): recycled CPU outputs
+    (the default), or a fresh output per call; `cold` frees the op's cached output blocks first."""
     augment = TrainAugment(size, seed=0, recycle_outputs=recycle_outputs)
+    if cold:
+        return lambda: (ops.release_cached_outputs(), augment(images))
     if mixup is None:
-        return lambda: augment(packed)
-    return lambda: mixup(augment(packed), target)
+        return lambda: augment(images)
+    return lambda: mixup(augment(images), target)
 
 
 def torchvision_fn(images_chw: list[torch.Tensor], size: int, mixup=None, target=None):
@@ -104,14 +115,21 @@ def copy_bandwidth(device: str, quick: bool = False) -> float:
     return 2 * src.numel() * 4 * throughput(lambda: dst.copy_(src), 1, min_run_time=0.05 if quick else 0.5)
 
 
-def bytes_moved(packed: PackedImages, size: int, draws: int = 8) -> float:
+def bytes_moved(images, size: int, draws: int = 8) -> float:
     """Mean crop bytes read + output bytes written per batch by TrainAugment(size) (float32)."""
     augment = TrainAugment(size, seed=0)
+    heights, widths = ops.image_sizes(images)
     crop = 0.0
     for _ in range(draws):
-        boxes, _ = augment.draw(packed.heights, packed.widths)
+        boxes, _ = augment.draw(heights, widths)
         crop += float((boxes[:, 2] * boxes[:, 3]).sum()) * 3 / draws
-    return crop + len(packed) * 3 * size * size * 4
+    return crop + len(heights) * 3 * size * size * 4
+
+
+def make_batch(batch: int, side: int, seed: int = 0) -> torch.Tensor:
+    """One uint8 [N, side, side, 3] batch."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, side, side, 3), dtype=torch.uint8, generator=g)
 
 
 # pytest-benchmark entry points (make bench): a small batch so the per-sample peer stays quick.
@@ -123,6 +141,11 @@ def _small_case():
 def test_augment_ours(benchmark):
     _, packed = _small_case()
     benchmark(ours_fn(packed, 224))
+
+
+def test_augment_ours_list(benchmark):
+    images, _ = _small_case()
+    benchmark(ours_fn(images, 224))
 
 
 def test_augment_torchvision_per_sample(benchmark):
@@ -164,32 +187,47 @@ def main() -> None:
     from timm.data import Mixup as TimmMixup
 
     dev, n, size, t = args.device, args.batch, args.size, args.min_run_time
-    images = make_images(n, args.min_side, args.max_side)
-    packed = PackedImages.from_images(images).to(dev)
-    images_chw = [x.permute(2, 0, 1).contiguous().to(dev) for x in images]
+    images = [x.to(dev) for x in make_images(n, args.min_side, args.max_side)]
+    packed = PackedImages.from_images(images)
+    side = (args.min_side + args.max_side) // 2
+    batch = make_batch(n, side, seed=3).to(dev)
+    images_chw = [x.permute(2, 0, 1).contiguous() for x in images]
+    batch_chw = [x.permute(2, 0, 1).contiguous() for x in batch]
     target = torch.randint(0, 1000, (n,), generator=torch.Generator().manual_seed(1)).to(dev)
     alloc = "THP_MEM_ALLOC_ENABLE=1" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "default allocator"
-    print(f"{n} images, sides {args.min_side}..{args.max_side} -> {size}x{size} float32, {dev}, "
+    print(f"{n} images, sides {args.min_side}..{args.max_side} (nhwc: {side}x{side}) -> {size}x{size} float32, {dev}, "
           f"{torch.get_num_threads()} threads, {alloc}")
 
     rows = []
     bandwidth = copy_bandwidth(dev, quick=args.quick)
-    moved = bytes_moved(packed, size)
 
-    def ours_result(name: str, per_s: float) -> Result:
+    def ours_result(name: str, per_s: float, moved: float) -> Result:
         gbs = moved * per_s / n / 1e9
         return Result(name, per_s, extra=f"{gbs:.1f} GB/s = {100 * gbs / (bandwidth / 1e9):.0f}% of copy bandwidth "
                                          f"{bandwidth / 1e9:.1f} GB/s")
 
-    plain = ours_result("bridgedfast TrainAugment (1 op), plain call (recycled output)",
-                        throughput(ours_fn(packed, size), n, min_run_time=t))
-    fresh = ours_result("bridgedfast TrainAugment (1 op), recycle_outputs=False",
-                        throughput(ours_fn(packed, size, recycle_outputs=False), n, min_run_time=t))
-    peers = [Result("torchvision.v2 per-sample", throughput(torchvision_fn(images_chw, size), n, min_run_time=t))]
+    peer_varied = Result("torchvision.v2 per-sample", throughput(torchvision_fn(images_chw, size), n, min_run_time=t))
+    peer_nhwc = Result("torchvision.v2 per-sample", throughput(torchvision_fn(batch_chw, size), n, min_run_time=t))
+    kornia = []
     if not args.no_kornia:
-        peers.append(Result("kornia batched (padded batch)", throughput(kornia_fn(images_chw, size, dev), n, min_run_time=t)))
-    rows += compare(f"augment {n} images -> 3x{size}x{size}, ours as a plain call augment(x)", plain, peers, dev)
-    rows += compare(f"augment {n} images -> 3x{size}x{size}, ours allocating a fresh output per batch", fresh, peers, dev)
+        kornia.append(Result("kornia batched (padded batch)", throughput(kornia_fn(images_chw, size, dev), n, min_run_time=t)))
+    forms = [("list", images, peer_varied, f"list of {n} uint8 HWC tensors"),
+             ("nhwc", batch, peer_nhwc, f"uint8 [{n}, {side}, {side}, 3] batch"),
+             ("packed", packed, peer_varied, f"PackedImages of {n} images")]
+    for form, x, peer, what in forms:
+        moved = bytes_moved(x, size)
+        for recycled in (True, False):
+            label = "recycled output (plain call)" if recycled else "fresh output (recycle_outputs=False)"
+            ours = ours_result(f"bridgedfast TrainAugment, {form}, {label}",
+                               throughput(ours_fn(x, size, recycle_outputs=recycled), n, min_run_time=t), moved)
+            peers = [peer, *kornia] if form == "packed" and recycled else [peer]
+            rows += compare(f"augment [{form}] {what} -> 3x{size}x{size}, {label}", ours, peers, dev)
+    if dev == "cpu":
+        cold = ours_result("bridgedfast TrainAugment, packed, fresh output, cold pages",
+                           throughput(ours_fn(packed, size, recycle_outputs=False, cold=True), n, min_run_time=t),
+                           bytes_moved(packed, size))
+        rows += compare(f"augment [packed] -> 3x{size}x{size}, fresh output on new pages every call (cache emptied)",
+                        cold, [peer_varied], dev)
 
     ours_mix = Result("bridgedfast TrainAugment + Mixup (plain calls, recycled outputs)", throughput(
         ours_fn(packed, size, Mixup(**MIXUP_ARGS), target), n, min_run_time=t))

@@ -50,3 +50,8 @@ def warn_fallback(op: str, device_type: str) -> None:
     """Warns once per (op, device) that the pure-PyTorch reference runs instead of a kernel."""
     why = f"extension not built ({EXTENSION_ERROR})" if _C is None else f"no {device_type} kernel compiled"
     warnings.warn(f"bridgedfast.{op}: {why}; using the pure-PyTorch reference (slow)", RuntimeWarning, stacklevel=3)
+
+
+def release_cached_outputs() -> int:
+    """Frees the CPU output blocks the compiled ops keep for reuse; returns the bytes freed."""
+    return 0 if _C is None else int(_C.release_cached_outputs())

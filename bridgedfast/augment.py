@@ -155,14 +155,14 @@ class TrainAugment:
         seed: int = 0,
         recycle_outputs: bool = True,
     ) -> None:
-        self.output_size: tuple[int, int] = tuple(ops._output_size(size))  # type: ignore[assignment]
+        self.output_size: tuple[int, int] = tuple(ops.check_size(size))  # type: ignore[assignment]
         self.scale = _pair(scale, "scale")
         self.ratio = _pair(ratio, "ratio")
         if not 0.0 <= float(hflip) <= 1.0:
             raise ValueError(f"hflip must be a probability in [0, 1], got {hflip!r}")
         self.hflip = float(hflip)
-        ops._normalisation(mean, std)
-        ops._check_out_dtype(out_dtype)
+        ops.check_normalisation(mean, std)
+        ops.check_out_dtype(out_dtype)
         self.mean, self.std = mean, std
         self.antialias = bool(antialias)
         self.out_dtype = out_dtype
@@ -179,10 +179,10 @@ class TrainAugment:
 
     def __call__(self, images: Images, generator: torch.Generator | None = None, *,
                  out: torch.Tensor | None = None) -> torch.Tensor:
-        packed = ops.as_packed(images)
-        boxes, flip = self.draw(packed.heights, packed.widths, generator)
+        heights, widths = ops.image_sizes(images)
+        boxes, flip = self.draw(heights, widths, generator)
         return ops.resized_crop(
-            packed,
+            images,
             boxes,
             self.output_size,
             flip=flip,
@@ -191,7 +191,7 @@ class TrainAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
-            out=self._outputs(out, packed.device, *self.output_spec(len(packed))),
+            out=self._outputs(out, ops.images_device(images), *self.output_spec(len(heights))),
         )
 
     def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
@@ -226,12 +226,12 @@ class EvalAugment:
         channels_last: bool = False,
         recycle_outputs: bool = True,
     ) -> None:
-        self.output_size: tuple[int, int] = tuple(ops._output_size(size))  # type: ignore[assignment]
+        self.output_size: tuple[int, int] = tuple(ops.check_size(size))  # type: ignore[assignment]
         self.resize = int(max(self.output_size) / 0.875) if resize is None else resize
         if not isinstance(self.resize, int) or self.resize < max(self.output_size):
             raise ValueError(f"resize must be an int >= the crop size {self.output_size}, got {resize!r}")
-        ops._normalisation(mean, std)
-        ops._check_out_dtype(out_dtype)
+        ops.check_normalisation(mean, std)
+        ops.check_out_dtype(out_dtype)
         self.mean, self.std = mean, std
         self.antialias = bool(antialias)
         self.out_dtype = out_dtype
@@ -240,7 +240,6 @@ class EvalAugment:
 
     def __call__(self, images: Images, generator: torch.Generator | None = None, *,
                  out: torch.Tensor | None = None) -> torch.Tensor:
-        images = ops.as_packed(images)
         return ops.resize_center_crop(
             images,
             self.output_size,
@@ -250,7 +249,7 @@ class EvalAugment:
             antialias=self.antialias,
             out_dtype=self.out_dtype,
             channels_last=self.channels_last,
-            out=self._outputs(out, images.device, *self.output_spec(len(images))),
+            out=self._outputs(out, ops.images_device(images), *self.output_spec(len(images))),
         )
 
     def output_spec(self, n: int) -> tuple[tuple[int, ...], torch.dtype, torch.memory_format]:
@@ -341,7 +340,7 @@ class Mixup:
 
     def _output(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor | None:
         """Where the mixed batch goes: `out`, a recycled CPU buffer, or None (let the op allocate)."""
-        fmt = torch.channels_last if ops._is_channels_last(x) else torch.contiguous_format
+        fmt = torch.channels_last if ops.is_channels_last(x) else torch.contiguous_format
         return self._outputs(out, x.device, x.shape, x.dtype, fmt)
 
     # The random variables, in float64 like numpy's. Tests replay them into timm.
@@ -426,7 +425,7 @@ class Mixup:
 
     @staticmethod
     def _copy_into(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ops._check_out(out, "Mixup", tuple(x.shape), x.dtype, x.device, ops._is_channels_last(x), x)
+        ops.check_out(out, "Mixup", tuple(x.shape), x.dtype, x.device, ops.is_channels_last(x), x)
         return out.copy_(x)
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor, *,
@@ -469,5 +468,5 @@ class Mixup:
             boxes = torch.cat([boxes, boxes.flip(0)])
             lam = torch.cat([lam, lam.flip(0)])
         mixed = ops.mix_images(x, img_lam, boxes.to(torch.int32), out=self._output(x, out))
-        lam_t = ops._to_device_async(lam.to(x.dtype), x.device).unsqueeze(1)
+        lam_t = ops.to_device_async(lam.to(x.dtype), x.device).unsqueeze(1)
         return mixed, mixup_target(target, self.num_classes, lam_t, self.label_smoothing, self.multi_label)

@@ -10,7 +10,22 @@ from . import _ext
 from .packed import PackedImages
 from .reference import gather_images_reference, mix_images_reference, resized_crop_reference
 
-__all__ = ["mix_images", "gather_images", "resized_crop", "resize_center_crop", "as_packed"]
+__all__ = [
+    "mix_images",
+    "gather_images",
+    "resized_crop",
+    "resize_center_crop",
+    "as_packed",
+    "image_sizes",
+    "images_device",
+    "check_size",
+    "check_normalisation",
+    "check_out_dtype",
+    "check_out",
+    "is_channels_last",
+    "to_device_async",
+    "release_cached_outputs",
+]
 
 # What the image ops accept: the packed batch, a list of uint8 [H,W,3] tensors, or uint8 [N,H,W,3].
 Images = Union[PackedImages, Sequence[torch.Tensor], torch.Tensor]
@@ -35,7 +50,7 @@ def _use_kernel(op: str, device: torch.device) -> bool:
     return False
 
 
-def _to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """t on `device`. A small host tensor goes to a GPU through pinned memory, so the copy is only
     enqueued: a copy from pageable memory, even with non_blocking=True, may hold the host until
     the stream has finished all earlier work (e.g. the previous training step)."""
@@ -44,8 +59,10 @@ def _to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    """The layout the image ops keep: channels_last when x is dense that way and not NCHW."""
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether the image ops keep x [N,C,H,W] channels_last: it is dense that way and not NCHW."""
     return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
@@ -65,9 +82,12 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a0 < b1 and b0 < a1
 
 
-def _check_out(out: object, op: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
-               channels_last: bool, source: torch.Tensor) -> torch.Tensor:
-    """The checks of the .out kernels, as ValueErrors naming what is wrong with `out`."""
+def check_out(out: object, op: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+              channels_last: bool, source: torch.Tensor | None) -> torch.Tensor:
+    """Checks a caller's output buffer for op `op`: a dense tensor of that shape, dtype, device and
+    layout (channels_last or NCHW), not requiring grad and not sharing memory with `source` (the
+    input it is computed from; None: not checked here). Returns out; raises ValueError naming
+    what is wrong."""
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"{op}: out must be a torch.Tensor, got {type(out).__name__}")
     if out.layout != torch.strided:
@@ -84,7 +104,7 @@ def _check_out(out: object, op: str, shape: tuple[int, ...], dtype: torch.dtype,
         raise ValueError(f"{op}: out must be {layout}-contiguous (channels_last={channels_last}), got strides {out.stride()}")
     if out.requires_grad:
         raise ValueError(f"{op}: out must not require grad (the op is not differentiable)")
-    if not torch.compiler.is_compiling() and _shares_memory(out, source):  # data_ptr() cannot be traced; the kernel checks too
+    if source is not None and not torch.compiler.is_compiling() and _shares_memory(out, source):  # data_ptr() cannot be traced; the kernel checks too
         raise ValueError(f"{op}: out must not share memory with its input")
     return out
 
@@ -102,10 +122,10 @@ def mix_images(
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"mix_images: x must be a [N, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
-    lam = _to_device_async(torch.as_tensor(lam, dtype=torch.float32), x.device)
-    boxes = _to_device_async(torch.as_tensor(boxes, dtype=torch.int32), x.device)
+    lam = to_device_async(torch.as_tensor(lam, dtype=torch.float32), x.device)
+    boxes = to_device_async(torch.as_tensor(boxes, dtype=torch.int32), x.device)
     if out is not None:
-        _check_out(out, "mix_images", tuple(x.shape), x.dtype, x.device, _is_channels_last(x), x)
+        check_out(out, "mix_images", tuple(x.shape), x.dtype, x.device, is_channels_last(x), x)
     if _use_kernel("mix_images", x.device):
         if out is None:
             return torch.ops.bridgedfast.mix_images.default(x, lam, boxes)
@@ -152,43 +172,122 @@ def gather_images(
     return gather_images_reference(list(sources), items, out)
 
 
+def _check_packed(images: PackedImages) -> PackedImages:
+    """The index of a caller's PackedImages, checked against its buffer."""
+    offset, h, w = images.index.unbind(1)
+    numel = images.data.numel()
+    bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset > numel)
+    bad |= w > (numel - offset) // 3 // h.clamp(min=1)  # offset + 3*h*w <= numel, without overflow
+    _refuse_any(bad, lambda i: "an image does not fit the packed buffer" if i is None else
+                f"image {i} (offset {int(offset[i])}, {int(h[i])}x{int(w[i])}) does not fit the {numel}-byte buffer")
+    return images
+
+
+def _check_batch(images: torch.Tensor) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
+        raise ValueError(
+            f"images must be a uint8 [N, H, W, 3] batch (RGB, channels last), got {images.dtype} {tuple(images.shape)}"
+        )
+    if images.shape[0] > 0 and (images.shape[1] == 0 or images.shape[2] == 0):
+        raise ValueError(f"images must have a positive height and width, got {tuple(images.shape)}")
+
+
+def _check_list(images: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """The list and its sizes [h0, w0, h1, w1, ...], checked in one pass (it runs per batch)."""
+    if len(images) == 0:
+        raise ValueError("images must not be an empty list")
+    sizes: list[int] = []
+    device = images[0].device if isinstance(images[0], torch.Tensor) else None
+    for i, img in enumerate(images):
+        if not isinstance(img, torch.Tensor) or img.dtype != torch.uint8 or img.dim() != 3 or img.shape[2] != 3:
+            raise ValueError(
+                f"image {i} must be a uint8 [H, W, 3] tensor, got "
+                f"{getattr(img, 'dtype', type(img).__name__)} {tuple(getattr(img, 'shape', ()))}"
+            )
+        h, w, _ = img.shape
+        if h == 0 or w == 0:
+            raise ValueError(f"image {i} must have a positive height and width, got {tuple(img.shape)}")
+        if img.device != device:
+            raise ValueError(f"images must all be on one device, got {sorted({str(im.device) for im in images})}")
+        sizes += (h, w)
+    return list(images), sizes
+
+
+def _unsupported(images: object) -> ValueError:
+    return ValueError("images must be PackedImages, a list of uint8 [H, W, 3] tensors or a uint8 [N, H, W, 3] tensor, "
+                      f"got {type(images).__name__}")
+
+
+def _op_images(images: Images) -> tuple[PackedImages | list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """What the kernels read, without copying pixels, and the images' heights and widths (CPU
+    int64 [N]): a checked PackedImages, a dense NHWC batch as a packed view, any other NHWC batch
+    as a list of its images (views), or a checked list."""
+    if isinstance(images, PackedImages):
+        form = _check_packed(images)
+    elif isinstance(images, torch.Tensor):
+        _check_batch(images)
+        if images.shape[0] > 0 and not images.is_contiguous():
+            n, h, w, _ = images.shape
+            sizes = torch.tensor([h, w], dtype=torch.int64).repeat(n, 1)
+            return list(images.unbind(0)), sizes[:, 0], sizes[:, 1]  # strided rows are read in place
+        form = as_packed(images)
+    elif isinstance(images, (list, tuple)):
+        form, sizes = _check_list(images)
+        hw = torch.tensor(sizes, dtype=torch.int64).view(-1, 2)
+        return form, hw[:, 0], hw[:, 1]
+    else:
+        raise _unsupported(images)
+    return form, form.index[:, 1], form.index[:, 2]
+
+
 def as_packed(images: Images) -> PackedImages:
-    """The packed form of `images` (zero-copy for PackedImages and contiguous NHWC batches).
+    """The packed form of `images` (zero-copy for PackedImages and contiguous NHWC batches; a
+    list is copied into one buffer, which the ops themselves never need to do).
 
     The index of a caller's PackedImages is checked against its buffer; the index built here for
     a list or an NHWC batch fits by construction and is not checked again."""
     if isinstance(images, PackedImages):
-        offset, h, w = images.index.unbind(1)
-        numel = images.data.numel()
-        bad = (h <= 0) | (w <= 0) | (offset < 0) | (offset > numel)
-        bad |= w > (numel - offset) // 3 // h.clamp(min=1)  # offset + 3*h*w <= numel, without overflow
-        _refuse_any(bad, lambda i: "an image does not fit the packed buffer" if i is None else
-                    f"image {i} (offset {int(offset[i])}, {int(h[i])}x{int(w[i])}) does not fit the {numel}-byte buffer")
-        return images
+        return _check_packed(images)
     if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[3] != 3:
-            raise ValueError(
-                f"images must be a uint8 [N, H, W, 3] batch (RGB, channels last), got {images.dtype} {tuple(images.shape)}"
-            )
+        _check_batch(images)
         n, h, w, _ = images.shape
-        if n > 0 and (h == 0 or w == 0):
-            raise ValueError(f"images must have a positive height and width, got {tuple(images.shape)}")
         index = torch.empty(n, 3, dtype=torch.int64)
         index[:, 0] = torch.arange(n, dtype=torch.int64) * (h * w * 3)
         index[:, 1], index[:, 2] = h, w
         return PackedImages(images.contiguous().view(-1), index)
     if isinstance(images, (list, tuple)):
-        devices = {img.device for img in images if isinstance(img, torch.Tensor)}
-        if len(devices) > 1:
-            raise ValueError(f"images must all be on one device, got {sorted(str(d) for d in devices)}")
-        for i, img in enumerate(images):
-            if isinstance(img, torch.Tensor) and img.dim() == 3 and (img.shape[0] == 0 or img.shape[1] == 0):
-                raise ValueError(f"image {i} must have a positive height and width, got {tuple(img.shape)}")
-        return PackedImages.from_images(images)
-    raise ValueError(f"images must be PackedImages, a list of uint8 [H, W, 3] tensors or a uint8 [N, H, W, 3] tensor, got {type(images).__name__}")
+        return PackedImages.from_images(_check_list(images)[0])
+    raise _unsupported(images)
 
 
-def _output_size(size: int | Sequence[int]) -> list[int]:
+def image_sizes(images: Images) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heights, widths) of images in any form the image ops take, as CPU int64 [N] tensors,
+    without touching pixels (what parameter draws such as RandomResizedCrop boxes need).
+    Raises ValueError for images the ops would refuse."""
+    _, heights, widths = _op_images(images)
+    return heights, widths
+
+
+def images_device(images: Images) -> torch.device:
+    """The device holding the pixels of `images` (any form the image ops take)."""
+    if isinstance(images, PackedImages):
+        return images.data.device
+    if isinstance(images, torch.Tensor):
+        return images.device
+    if isinstance(images, (list, tuple)) and len(images) > 0 and isinstance(images[0], torch.Tensor):
+        return images[0].device
+    raise _unsupported(images)
+
+
+def release_cached_outputs() -> int:
+    """Frees the memory the ops keep for their next CPU outputs (blocks of up to two recent
+    outputs that nothing references any more: reusing them spares a fresh batch its page
+    faults); returns the bytes freed. Tensors in use are never affected."""
+    return _ext.release_cached_outputs()
+
+
+def check_size(size: int | Sequence[int]) -> list[int]:
+    """An output size as [height, width]: an int (square) or a pair of positive ints; ValueError otherwise."""
     if isinstance(size, int) and not isinstance(size, bool):
         size = [size, size]
     size = list(size) if isinstance(size, (list, tuple, torch.Size)) else size
@@ -204,7 +303,9 @@ def _floats(values: Sequence[float] | torch.Tensor) -> list[float]:
     return [float(v) for v in torch.as_tensor(values).reshape(-1)]
 
 
-def _normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[list[float], list[float]]:
+def check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[list[float], list[float]]:
+    """mean and std (3 values each, 0-1 scale; None: 0 and 1) as lists of floats; ValueError
+    unless there are 3 of each and no std is zero."""
     mean_l = [0.0, 0.0, 0.0] if mean is None else _floats(mean)
     std_l = [1.0, 1.0, 1.0] if std is None else _floats(std)
     if len(mean_l) != 3 or len(std_l) != 3:
@@ -223,24 +324,44 @@ def _host_int64(t: torch.Tensor | Sequence, name: str, shape: tuple[int, ...]) -
     return t.to("cpu", torch.int64)
 
 
-def _check_out_dtype(out_dtype: torch.dtype) -> None:
+def check_out_dtype(out_dtype: torch.dtype) -> None:
+    """ValueError unless out_dtype is one the image ops write (float32, float16, bfloat16)."""
     if out_dtype not in OUT_DTYPES:
         raise ValueError(f"out_dtype must be torch.float32, torch.float16 or torch.bfloat16, got {out_dtype}")
 
 
-def _run_resized_crop(packed: PackedImages, boxes: torch.Tensor, flip: torch.Tensor, size: list[int],
-                      mean: list[float], std: list[float], antialias: bool, out_dtype: torch.dtype,
+def _check_out_not_over_list(out: torch.Tensor, images: list[torch.Tensor]) -> None:
+    """ValueError when out shares memory with an image of the list (cheap: only images on out's
+    storage get the precise check)."""
+    if torch.compiler.is_compiling():
+        return  # data_ptr() cannot be traced; the kernel checks too
+    base = out.untyped_storage().data_ptr()
+    for img in images:
+        if img.untyped_storage().data_ptr() == base and _shares_memory(out, img):
+            raise ValueError("resized_crop: out must not share memory with its input")
+
+
+def _run_resized_crop(form: PackedImages | list[torch.Tensor], boxes: torch.Tensor, flip: torch.Tensor,
+                      size: list[int], mean: list[float], std: list[float], antialias: bool, out_dtype: torch.dtype,
                       channels_last: bool, resize: torch.Tensor | None, out: torch.Tensor | None) -> torch.Tensor:
-    args = (packed.data, packed.index, boxes, flip, size, mean, std, bool(antialias), out_dtype, bool(channels_last), resize)
+    is_list = not isinstance(form, PackedImages)
+    device = form[0].device if is_list else form.data.device
+    params = (boxes, flip, size, mean, std, bool(antialias), out_dtype, bool(channels_last), resize)
+    n = len(form)
     if out is not None:
-        _check_out(out, "resized_crop", (len(packed), 3, size[0], size[1]), out_dtype, packed.data.device,
-                   bool(channels_last), packed.data)
-    if _use_kernel("resized_crop", packed.data.device):
+        check_out(out, "resized_crop", (n, 3, size[0], size[1]), out_dtype, device, bool(channels_last),
+                  None if is_list else form.data)
+        if is_list:
+            _check_out_not_over_list(out, form)
+    op = "resized_crop_list" if is_list else "resized_crop"
+    if _use_kernel(op, device):
+        args = (form, *params) if is_list else (form.data, form.index, *params)
         if out is None:
-            return torch.ops.bridgedfast.resized_crop.default(*args)
-        torch.ops.bridgedfast.resized_crop_into.default(*args, out)
+            return getattr(torch.ops.bridgedfast, op).default(*args)
+        getattr(torch.ops.bridgedfast, op + "_into").default(*args, out)
         return out
-    result = resized_crop_reference(*args)
+    packed = PackedImages.from_images(form) if is_list else form
+    result = resized_crop_reference(packed.data, packed.index, *params)
     return result if out is None else out.copy_(result)
 
 
@@ -259,30 +380,30 @@ def resized_crop(
 ) -> torch.Tensor:
     """Crop, resize, flip and normalise a batch of uint8 RGB images in one pass.
 
-    images: PackedImages, list of uint8 [H,W,3] or uint8 [N,H,W,3], on CPU or CUDA;
+    images: PackedImages, list of uint8 [H,W,3] or uint8 [N,H,W,3], on CPU or CUDA (lists and
+    batches are read in place: views with any row stride are fine);
     boxes: int [N,4] (top, left, height, width) inside each image; size: (H, W) or an int;
     flip: bool [N] (mirror after the resize) -> out_dtype [N,3,H,W] on the images' device,
     NCHW or channels_last, = torchvision resized_crop(float image, bilinear, antialias), hflip,
     then (x/255 - mean)/std (mean/std on the 0-1 scale; None keeps x/255).
     out: optional buffer to write into (that shape, dtype, device and layout); returned.
     """
-    packed = as_packed(images)
-    n = len(packed)
-    out_size = _output_size(size)
+    form, h, w = _op_images(images)
+    n = h.shape[0]
+    out_size = check_size(size)
     boxes_t = _host_int64(boxes, "boxes", (n, 4))
     flip_t = torch.zeros(n, dtype=torch.bool) if flip is None else torch.as_tensor(flip)
     if tuple(flip_t.shape) != (n,):
         raise ValueError(f"flip must be a bool [N] tensor with N = {n}, got shape {list(flip_t.shape)}")
     flip_t = flip_t.to("cpu", torch.bool)
-    mean_l, std_l = _normalisation(mean, std)
-    _check_out_dtype(out_dtype)
+    mean_l, std_l = check_normalisation(mean, std)
+    check_out_dtype(out_dtype)
     top, left, bh, bw = boxes_t.unbind(1)
-    h, w = packed.index[:, 1], packed.index[:, 2]
     bad = (bh <= 0) | (bw <= 0) | (top < 0) | (left < 0) | (bh > h) | (bw > w) | (top > h - bh) | (left > w - bw)
     _refuse_any(bad, lambda i: "resized_crop: a box is not inside its image" if i is None else (
         f"resized_crop: box {i} (top={int(top[i])}, left={int(left[i])}, height={int(bh[i])}, width={int(bw[i])}) "
         f"is not inside image {i} of size {int(h[i])}x{int(w[i])} (boxes are (top, left, height, width))"))
-    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, None,
+    return _run_resized_crop(form, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last, None,
                              out)
 
 
@@ -305,14 +426,13 @@ def resize_center_crop(
     [N,3,H,W] = torchvision Resize(resize) (bilinear, antialias) + CenterCrop(size) on the float
     image, then (x/255 - mean)/std. out: optional buffer to write into, as resized_crop.
     """
-    packed = as_packed(images)
-    n = len(packed)
-    out_size = _output_size(size)
+    form, h, w = _op_images(images)
+    n = h.shape[0]
+    out_size = check_size(size)
     if not isinstance(resize, int) or isinstance(resize, bool) or resize < max(out_size):
         raise ValueError(f"resize must be an int >= the crop size {out_size}, got {resize!r}")
-    mean_l, std_l = _normalisation(mean, std)
-    _check_out_dtype(out_dtype)
-    h, w = packed.index[:, 1], packed.index[:, 2]
+    mean_l, std_l = check_normalisation(mean, std)
+    check_out_dtype(out_dtype)
     # torchvision's shorter-side rule: the long side is int(resize * long / short), in float64.
     wide = w > h
     short = torch.minimum(h, w).double()
@@ -324,7 +444,7 @@ def resize_center_crop(
     boxes_t = torch.stack([torch.zeros_like(h), torch.zeros_like(w), h, w], 1)
     resize_t = torch.stack([new_h, new_w, top, left], 1)
     flip_t = torch.zeros(n, dtype=torch.bool)
-    return _run_resized_crop(packed, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last,
+    return _run_resized_crop(form, boxes_t, flip_t, out_size, mean_l, std_l, antialias, out_dtype, channels_last,
                              resize_t, out)
 
 
@@ -341,7 +461,7 @@ if _ext.extension_loaded():
         torch._check(x.dim() == 4, lambda: f"mix_images: x must be 4D, got {x.dim()}D")
         torch._check(lam.shape == (x.shape[0],), lambda: "mix_images: lam must be [N]")
         torch._check(boxes.shape == (x.shape[0], 4), lambda: "mix_images: boxes must be [N, 4]")
-        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
         return torch.empty_like(x, memory_format=fmt)
 
     @torch.library.register_fake("bridgedfast::mix_images.out")
@@ -389,6 +509,47 @@ if _ext.extension_loaded():
         out: torch.Tensor,
     ) -> None:
         expected = _resized_crop_fake(data, index, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize)
+        torch._check(out.shape == expected.shape, lambda: f"resized_crop: out must have shape {list(expected.shape)}")
+        torch._check(out.dtype == out_dtype, lambda: f"resized_crop: out must have dtype {out_dtype}")
+        return None
+
+    @torch.library.register_fake("bridgedfast::resized_crop_list")
+    def _resized_crop_list_fake(
+        images: list[torch.Tensor],
+        boxes: torch.Tensor,
+        flip: torch.Tensor,
+        size: list[int],
+        mean: list[float],
+        std: list[float],
+        antialias: bool,
+        out_dtype: torch.dtype,
+        channels_last: bool,
+        resize: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        torch._check(len(images) > 0, lambda: "resized_crop: images must not be empty")
+        torch._check(len(size) == 2, lambda: "resized_crop: size must be (height, width)")
+        for img in images:
+            torch._check(img.dtype == torch.uint8 and img.dim() == 3, lambda: "resized_crop: images must be uint8 [H, W, 3]")
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.empty(
+            (len(images), 3, size[0], size[1]), dtype=out_dtype, device=images[0].device, memory_format=fmt
+        )
+
+    @torch.library.register_fake("bridgedfast::resized_crop_list_into")
+    def _resized_crop_list_into_fake(
+        images: list[torch.Tensor],
+        boxes: torch.Tensor,
+        flip: torch.Tensor,
+        size: list[int],
+        mean: list[float],
+        std: list[float],
+        antialias: bool,
+        out_dtype: torch.dtype,
+        channels_last: bool,
+        resize: torch.Tensor | None,
+        out: torch.Tensor,
+    ) -> None:
+        expected = _resized_crop_list_fake(images, boxes, flip, size, mean, std, antialias, out_dtype, channels_last, resize)
         torch._check(out.shape == expected.shape, lambda: f"resized_crop: out must have shape {list(expected.shape)}")
         torch._check(out.dtype == out_dtype, lambda: f"resized_crop: out must have dtype {out_dtype}")
         return None

@@ -116,6 +116,35 @@ def test_eval_augment_matches_torchvision_pipeline():
     assert torch.equal(aug(images), out)  # nothing random
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("recycle_outputs", [True, False])
+def test_augments_take_every_input_form_in_place(device, recycle_outputs):
+    # Lists of views (strided rows, a channel-first tensor seen as HWC), a strided NHWC batch and
+    # PackedImages give the torchvision pipeline's result with the same drawn parameters.
+    g = torch.Generator().manual_seed(8)
+    big = torch.randint(0, 256, (6, 70, 80, 4), dtype=torch.uint8, generator=g).to(device)
+    chw = torch.randint(0, 256, (3, 50, 45), dtype=torch.uint8, generator=g).to(device)
+    views = [big[0, 5:60, 3:70, :3], big[1, ::2, :, 1:], chw.permute(1, 2, 0), big[2, 10:11, :, :3]]
+    batch = big[:, 4:64, 7:77, :3]
+    forms = [views, batch, PackedImages.from_images([v.contiguous() for v in views])]
+    mean, std = list(augment.IMAGENET_MEAN), list(augment.IMAGENET_STD)
+    for images in forms:
+        plain = [im.cpu().contiguous() for im in (images if not isinstance(images, PackedImages) else views)]
+        train = TrainAugment(16, seed=2, recycle_outputs=recycle_outputs)
+        heights, widths = ops.image_sizes(images)
+        boxes, flip = train.draw(heights, widths, torch.Generator().manual_seed(5))
+        out = train(images, torch.Generator().manual_seed(5))
+        assert out.device.type == device and out.shape == (len(plain), 3, 16, 16)
+        for img, box, f, o in zip(plain, boxes.tolist(), flip.tolist(), out.cpu()):
+            x = T.functional.resized_crop(img.permute(2, 0, 1).float(), *box, [16, 16], antialias=True) / 255
+            x = T.functional.normalize(T.functional.hflip(x) if f else x, mean, std)
+            assert (o - x).abs().max().item() <= 1e-3
+        pipeline = T.Compose([T.Resize(18, antialias=True), T.CenterCrop(16), T.Normalize(mean, std)])
+        ref = torch.stack([pipeline(img.permute(2, 0, 1).float() / 255) for img in plain])
+        evaluated = EvalAugment(16, resize=18, recycle_outputs=recycle_outputs)(images)
+        assert (evaluated.cpu() - ref).abs().max().item() <= 1e-3
+
+
 @pytest.mark.parametrize(
     "factory, match",
     [

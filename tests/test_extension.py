@@ -15,7 +15,9 @@ from conftest import DEVICES
 def test_extension_loads_and_registers_ops():
     assert _ext.extension_loaded(), f"bridgedfast._C failed to import: {_ext.EXTENSION_ERROR}"
     registered = _ext.registered_ops()
-    assert "CPU" in registered["mix_images"]
+    for op in ("mix_images", "gather_images", "resized_crop", "resized_crop_into", "resized_crop_list",
+               "resized_crop_list_into"):
+        assert "CPU" in registered[op], op
     assert hasattr(torch.ops.bridgedfast, "mix_images")
 
 
@@ -23,7 +25,10 @@ def test_extension_loads_and_registers_ops():
 def test_cuda_kernels_compiled_where_nvcc_exists():
     # With nvcc and a CUDA build of torch the build must include CUDA kernels, GPU or not.
     assert _ext.cuda_kernels_compiled()
-    assert "CUDA" in _ext.registered_ops()["mix_images"]
+    registered = _ext.registered_ops()
+    for op in ("mix_images", "gather_images", "resized_crop", "resized_crop_into", "resized_crop_list",
+               "resized_crop_list_into"):
+        assert "CUDA" in registered[op], op
 
 
 def test_info_command_reports_ops(capsys):

@@ -437,14 +437,16 @@ def test_opcheck_out(device, out_dtype, channels_last, with_resize):
     torch.library.opcheck(torch.ops.bridgedfast.resized_crop_into, (*args, out))
 
 
-@pytest.mark.parametrize("form", ["nhwc", "list", "packed"])
+@pytest.mark.parametrize("form", ["nhwc", "list", "packed", "nhwc_view", "list_of_views"])
 @pytest.mark.parametrize("with_out", [False, True])
 def test_wrappers_trace_with_fullgraph(form, with_out):
     # Every input form of ops.resized_crop / resize_center_crop traces into one graph (no
     # data-dependent Python branch) and gives the eager result.
     g = torch.Generator().manual_seed(21)
     batch = torch.randint(0, 256, (3, 10, 12, 3), dtype=torch.uint8, generator=g)
-    images = {"nhwc": batch, "list": list(batch), "packed": PackedImages.from_images(list(batch))}[form]
+    wide = torch.randint(0, 256, (3, 12, 15, 4), dtype=torch.uint8, generator=g)
+    images = {"nhwc": batch, "list": list(batch), "packed": PackedImages.from_images(list(batch)),
+              "nhwc_view": wide[:, 1:11, 2:14, :3], "list_of_views": list(wide[:, 2:12, 1:13, 1:])}[form]
     boxes = torch.tensor([[0, 0, 10, 12], [1, 2, 5, 7], [3, 1, 6, 6]])
     flip = torch.tensor([False, True, True])
 
@@ -532,3 +534,145 @@ def test_out_op_level_checks_name_the_problem():
     buffer[: packed.data.numel()] = packed.data
     with pytest.raises(RuntimeError, match="out overlaps the image data"):
         call(buffer[400:784].view(torch.float32).view(2, 3, 4, 4), data=buffer[: packed.data.numel()])
+
+
+# ---------------------------------------------------------------- input forms read in place
+def view_images(device):
+    """Lists the op reads in place or copies per image: crops of a bigger image (rows further
+    apart than 3*W bytes), a stride-0 row broadcast, a channel-first tensor seen as HWC, the RGB
+    of an RGBA image, a 1-row and a 1-column view, and plain contiguous images."""
+    g = torch.Generator().manual_seed(31)
+    big = torch.randint(0, 256, (90, 120, 3), dtype=torch.uint8, generator=g).to(device)
+    chw = torch.randint(0, 256, (3, 41, 37), dtype=torch.uint8, generator=g).to(device)
+    rgba = torch.randint(0, 256, (33, 29, 4), dtype=torch.uint8, generator=g).to(device)
+    row = torch.randint(0, 256, (1, 50, 3), dtype=torch.uint8, generator=g).to(device)
+    plain = torch.randint(0, 256, (45, 61, 3), dtype=torch.uint8, generator=g).to(device)
+    return [big[10:70, 5:100], big[3:4], big[:, 7:8], row.expand(31, 50, 3), chw.permute(1, 2, 0), rgba[..., :3],
+            plain, big[::2], big[20:80:3, 1:119:1]]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("antialias", [True, False])
+def test_list_of_views_matches_torchvision(device, antialias):
+    images = view_images(device)
+    assert not all(im.is_contiguous() for im in images)
+    g = torch.Generator().manual_seed(32)
+    boxes = []
+    for im in images:
+        h, w = im.shape[0], im.shape[1]
+        bh, bw = int(torch.randint(1, h + 1, (1,), generator=g)), int(torch.randint(1, w + 1, (1,), generator=g))
+        boxes.append((int(torch.randint(0, h - bh + 1, (1,), generator=g)), int(torch.randint(0, w - bw + 1, (1,), generator=g)), bh, bw))
+    boxes = torch.tensor(boxes)
+    flip = torch.arange(len(images)) % 2 == 0
+    out = ops.resized_crop(images, boxes, (19, 22), flip=flip, mean=MEAN, std=STD, antialias=antialias)
+    ref = reference_batch([im.cpu().contiguous() for im in images], boxes, (19, 22), flip, MEAN, STD, antialias)
+    assert out.device.type == device and (out.cpu() - ref).abs().max().item() <= 1e-3
+    # The same through the out= variant and the eval transform.
+    buf = torch.empty_like(out)
+    assert ops.resized_crop(images, boxes, (19, 22), flip=flip, mean=MEAN, std=STD, antialias=antialias, out=buf) is buf
+    torch.testing.assert_close(buf, out, rtol=0, atol=0)
+    pipeline = T.Compose([T.Resize(24, antialias=antialias), T.CenterCrop(20), T.Normalize(MEAN, STD)])
+    ref_eval = torch.stack([pipeline(im.cpu().permute(2, 0, 1).float() / 255) for im in images])
+    out_eval = ops.resize_center_crop(images, 20, 24, mean=MEAN, std=STD, antialias=antialias)
+    assert (out_eval.cpu() - ref_eval).abs().max().item() <= 1e-3
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_strided_nhwc_batches_match_torchvision(device):
+    g = torch.Generator().manual_seed(33)
+    base = torch.randint(0, 256, (5, 40, 50, 4), dtype=torch.uint8, generator=g).to(device)
+    boxes = torch.tensor([[0, 0, 30, 40], [3, 4, 10, 20], [29, 39, 1, 1], [1, 0, 29, 5], [5, 5, 20, 30]])
+    flip = torch.tensor([True, False, True, True, False])
+    for batch in (base[:, 5:35, 2:42, :3], base[..., 1:], base.permute(0, 2, 1, 3)[:, 5:45, 0:40, :3]):
+        assert not batch.is_contiguous()
+        out = ops.resized_crop(batch, boxes, (14, 12), flip=flip, mean=MEAN, std=STD)
+        ref = reference_batch(list(batch.cpu().contiguous()), boxes, (14, 12), flip, MEAN, STD, True)
+        assert (out.cpu() - ref).abs().max().item() <= 1e-3
+
+
+def test_rejects_lists_on_mixed_devices_and_empty_lists():
+    # "meta" stands in for a second device on machines without a GPU.
+    with pytest.raises(ValueError, match="images must all be on one device, got \\['cpu', 'meta'\\]"):
+        ops.resized_crop([IMG[0], IMG[1].to("meta")], BOXES, 4)
+    with pytest.raises(ValueError, match="images must all be on one device"):
+        TrainAugment(4)([IMG[0], IMG[1].to("meta")])
+    with pytest.raises(ValueError, match="images must not be an empty list"):
+        ops.resized_crop([], torch.zeros(0, 4, dtype=torch.int64), 4)
+    with pytest.raises(ValueError, match="image 1 must have a positive height and width"):
+        ops.resized_crop([IMG[0], torch.zeros(0, 4, 3, dtype=torch.uint8)], BOXES, 4)
+
+
+def test_image_sizes_of_every_form():
+    batch = torch.zeros(3, 7, 9, 3, dtype=torch.uint8)
+    forms = [(batch, 7, 9), (list(batch), 7, 9), (PackedImages.from_images(list(batch)), 7, 9), (batch[:, 1:, 2:], 6, 7)]
+    for images, height, width in forms:
+        h, w = ops.image_sizes(images)
+        assert h.dtype == w.dtype == torch.int64 and h.tolist() == [height] * 3 and w.tolist() == [width] * 3
+        assert ops.images_device(images) == torch.device("cpu")
+    assert [t.tolist() for t in ops.image_sizes(IMG)] == [[10, 8], [12, 8]]
+    with pytest.raises(ValueError, match="images must be PackedImages"):
+        ops.image_sizes("not images")
+
+
+def test_rejects_out_over_a_list_image():
+    buffer = torch.zeros(4 * 2 * 3 * 5 * 5 + 100, dtype=torch.uint8)
+    image = buffer[:300].view(10, 10, 3)
+    out = buffer[:600].view(torch.float32).view(2, 3, 5, 5)[:1]
+    with pytest.raises(ValueError, match="out must not share memory with its input"):
+        ops.resized_crop([image], [[0, 0, 10, 10]], 5, out=out)
+    with pytest.raises(RuntimeError, match="out overlaps the image data"):
+        torch.ops.bridgedfast.resized_crop_list_into([image], torch.tensor([[0, 0, 10, 10]]), torch.zeros(1, dtype=torch.bool),
+                                                     [5, 5], [0.0] * 3, [1.0] * 3, True, torch.float32, False, None, out)
+
+
+def test_list_op_level_checks_name_the_problem():
+    op = torch.ops.bridgedfast.resized_crop_list.default
+    flip = torch.zeros(2, dtype=torch.bool)
+
+    def call(images, boxes=torch.tensor(BOXES)):
+        return op(images, boxes, flip, [4, 4], [0.0] * 3, [1.0] * 3, True, torch.float32, False, None)
+
+    with pytest.raises(RuntimeError, match="image 1 must be a uint8 \\[H, W, 3\\] tensor"):
+        call([IMG[0], IMG[1].float()])
+    with pytest.raises(RuntimeError, match="box 1 \\(top 0, left 2, height 8, width 8\\) is not inside its 8x8 image"):
+        call(IMG, torch.tensor([[0, 0, 10, 12], [0, 2, 8, 8]]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("with_out", [False, True])
+def test_opcheck_list(device, with_out):
+    images = [im.to(device) for im in view_images("cpu")[:4]]
+    boxes = torch.tensor([[0, 0, im.shape[0], im.shape[1]] for im in images])
+    args = (images, boxes, torch.tensor([True, False, True, False]), [7, 8], list(MEAN), list(STD), True,
+            torch.float32, False, None)
+    if with_out:
+        torch.library.opcheck(torch.ops.bridgedfast.resized_crop_list_into, (*args, torch.empty(4, 3, 7, 8, device=device)))
+    else:
+        torch.library.opcheck(torch.ops.bridgedfast.resized_crop_list.default, args)
+
+
+def overlaps(a, b):
+    lo_a, lo_b = a.data_ptr(), b.data_ptr()
+    return lo_a < lo_b + b.numel() * b.element_size() and lo_b < lo_a + a.numel() * a.element_size()
+
+
+def test_fresh_outputs_never_share_memory_with_live_ones():
+    # Fresh CPU outputs come from blocks earlier outputs released: never one still referenced.
+    g = torch.Generator().manual_seed(34)
+    images = [torch.randint(0, 256, (300, 280, 3), dtype=torch.uint8, generator=g) for _ in range(12)]
+    boxes = torch.tensor([[0, 0, 300, 280]] * 12)
+    first = ops.resized_crop(images, boxes, 160)  # 3.7 MB: from the block cache
+    kept = first.clone()
+    view = first[3:5]
+    second = ops.resized_crop(images, boxes, 160, flip=[True] * 12)
+    assert not overlaps(first, second)
+    del first
+    third = ops.resized_crop(images, boxes, 160, mean=MEAN, std=STD)  # may reuse nothing still viewed
+    assert not overlaps(view, third) and not overlaps(second, third)
+    torch.testing.assert_close(view, kept[3:5], rtol=0, atol=0)
+    torch.testing.assert_close(second, kept.flip(-1), rtol=0, atol=0)
+    ref = reference_batch(images[:2], boxes[:2], (160, 160), torch.zeros(2, dtype=torch.bool), MEAN, STD, True)
+    assert (third[:2] - ref).abs().max().item() <= 1e-3
+    del second, third
+    assert ops.release_cached_outputs() >= 0
+    torch.testing.assert_close(view, kept[3:5], rtol=0, atol=0)

@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..ops import _to_device_async
+from ..ops import to_device_async
 from ..packed import PackedImages
 from ..buffers import BufferPool
 from . import decode as _decode
@@ -525,8 +525,8 @@ class MixedLoader(_StoreBytes):
                     packed = packed.to(self.device, non_blocking=True)
                     event.record(self._stream)  # the host buffer may be reused once this copy is done
                 images = augment(packed)
-                targets_t = _to_device_async(targets_t, self.device)
-                is_syn_t = _to_device_async(is_syn_t, self.device)
+                targets_t = to_device_async(targets_t, self.device)
+                is_syn_t = to_device_async(is_syn_t, self.device)
                 ready = torch.cuda.Event()
                 ready.record(self._stream)
             return images, targets_t, is_syn_t, ready

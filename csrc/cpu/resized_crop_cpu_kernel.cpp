@@ -281,7 +281,7 @@ bool columns_first(const ResizedCropImage& im, const ResizedCropParams& p, int c
 
 // Output rows [oy0, oy1) of image `im`, in the order columns_first() picks for the image.
 template <typename S>
-void resized_crop_band(const uint8_t* data, const ResizedCropImage& im, const ResizedCropParams& p, int64_t oy0,
+void resized_crop_band(const ResizedCropImage& im, const ResizedCropParams& p, int64_t oy0,
                        int64_t oy1, typename S::type* out_image, Scratch& s) {
   const int64_t out_w = p.out_w;
   const int64_t plane = static_cast<int64_t>(p.out_h) * out_w;
@@ -292,8 +292,8 @@ void resized_crop_band(const uint8_t* data, const ResizedCropImage& im, const Re
   const int64_t band = oy1 - oy0;
   const int64_t y_lo = s.rows.start[0];
   const int64_t y_hi = s.rows.start[band - 1] + s.rows.count[band - 1];
-  const int64_t src_row_bytes = 3 * static_cast<int64_t>(im.width);
-  const uint8_t* crop = data + im.offset + 3 * static_cast<int64_t>(im.x.crop_start);
+  const int64_t src_row_bytes = im.row_stride;
+  const uint8_t* crop = im.pixels + 3 * static_cast<int64_t>(im.x.crop_start);
   const int64_t crop3 = 3 * static_cast<int64_t>(im.x.crop_len);
   s.acc.resize(row3 + kPad);
   s.planar.resize(2 * row3);
@@ -347,14 +347,14 @@ bool& simd_enabled() {
 // run time: the build targets baseline x86-64, whose SSE2 halves the vector width.
 template <typename S>
 __attribute__((target("avx2,fma,f16c"), flatten)) void resized_crop_band_avx2(
-    const uint8_t* data, const ResizedCropImage& im, const ResizedCropParams& p, int64_t oy0, int64_t oy1,
+    const ResizedCropImage& im, const ResizedCropParams& p, int64_t oy0, int64_t oy1,
     typename S::type* out_image, Scratch& s) {
-  resized_crop_band<S>(data, im, p, oy0, oy1, out_image, s);
+  resized_crop_band<S>(im, p, oy0, oy1, out_image, s);
 }
 #endif
 
 template <typename S>
-void resized_crop_impl(const uint8_t* data, const ResizedCropImage* images, const ResizedCropParams& p,
+void resized_crop_impl(const ResizedCropImage* images, const ResizedCropParams& p,
                        typename S::type* out) {
   if (p.n == 0 || p.out_h == 0 || p.out_w == 0) return;
   int threads = 1;
@@ -380,11 +380,11 @@ void resized_crop_impl(const uint8_t* data, const ResizedCropImage* images, cons
       if (oy0 >= oy1) continue;
 #if BF_X86
       if (simd) {
-        resized_crop_band_avx2<S>(data, images[n], p, oy0, oy1, out + n * image_elems, scratch);
+        resized_crop_band_avx2<S>(images[n], p, oy0, oy1, out + n * image_elems, scratch);
         continue;
       }
 #endif
-      resized_crop_band<S>(data, images[n], p, oy0, oy1, out + n * image_elems, scratch);
+      resized_crop_band<S>(images[n], p, oy0, oy1, out + n * image_elems, scratch);
     }
   }
 }
@@ -397,11 +397,10 @@ bool resized_crop_cpu_set_simd(bool enabled) {
   return previous;
 }
 
-void resized_crop_cpu(const uint8_t* data, const ResizedCropImage* images, const ResizedCropParams& params,
-                      void* out) {
+void resized_crop_cpu(const ResizedCropImage* images, const ResizedCropParams& params, void* out) {
   dispatch_out_dtype(params.dtype, [&](auto tag) {
     using S = decltype(tag);
-    resized_crop_impl<S>(data, images, params, static_cast<typename S::type*>(out));
+    resized_crop_impl<S>(images, params, static_cast<typename S::type*>(out));
   });
 }
 

@@ -1,63 +1,37 @@
 #include <cuda_runtime.h>
 
-#include "bridgedfast/mix_images.h"
+#include "bridgedfast/mix_images_grid.h"
 
 namespace bridgedfast {
 namespace {
 
-// One thread per element in memory order, so loads and stores coalesce in either layout.
-template <typename S, bool kChannelsLast>
-__global__ void mix_images_kernel(const typename S::type* __restrict__ x, typename S::type* __restrict__ out,
-                                  ImageBatchShape s, const float* __restrict__ lam,
-                                  const int32_t* __restrict__ boxes) {
-  const int64_t image = s.c * s.h * s.w;
-  const int64_t total = s.n * image;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = i / image;
-    const int64_t within = i - n * image;
-    int64_t y, xx;
-    if (kChannelsLast) {
-      xx = (within / s.c) % s.w;
-      y = within / (s.c * s.w);
-    } else {
-      xx = within % s.w;
-      y = (within / s.w) % s.h;
-    }
-    const int64_t j = s.n - 1 - n;
-    const float self = S::load(x[i]);
-    const float partner = S::load(x[j * image + within]);
-    out[i] = S::store(mix_value(self, partner, lam[n], in_mix_box(boxes + 4 * n, y, xx)));
-  }
+template <typename S, bool kVector>
+__global__ void mix_images_kernel(MixImagesGridArgs args) {
+  mix_images_thread<S, kVector>(args, as_dim3(blockIdx), as_dim3(threadIdx), as_dim3(gridDim));
 }
 
 template <typename S>
-cudaError_t launch(const void* x, void* out, const ImageBatchShape& s, const float* lam,
-                   const int32_t* boxes, cudaStream_t stream) {
-  using T = typename S::type;
-  const int64_t total = s.n * s.c * s.h * s.w;
-  if (total == 0) return cudaSuccess;
-  const int threads = 256;
-  const int64_t blocks = (total + threads - 1) / threads;
-  const unsigned grid = static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
-  if (s.channels_last) {
-    mix_images_kernel<S, true><<<grid, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(out), s,
-                                                             lam, boxes);
+cudaError_t launch(const MixImagesGridArgs& args, cudaStream_t stream) {
+  const ImageBatchShape& s = args.shape;
+  if (s.n * s.c * s.h * s.w == 0) return cudaSuccess;
+  const bool vectorised = mix_can_vectorise<S>(args);
+  const LaunchConfig c = mix_images_launch<S>(s, vectorised);
+  if (vectorised) {
+    mix_images_kernel<S, true><<<as_cuda_dim3(c.grid), as_cuda_dim3(c.block), 0, stream>>>(args);
   } else {
-    mix_images_kernel<S, false><<<grid, threads, 0, stream>>>(static_cast<const T*>(x), static_cast<T*>(out), s,
-                                                              lam, boxes);
+    mix_images_kernel<S, false><<<as_cuda_dim3(c.grid), as_cuda_dim3(c.block), 0, stream>>>(args);
   }
   return cudaGetLastError();
 }
 
 }  // namespace
 
-int mix_images_cuda(OutDType dtype, const void* x, void* out, const ImageBatchShape& shape,
-                    const float* lam, const int32_t* boxes, void* stream) {
+int mix_images_cuda(OutDType dtype, const void* x, void* out, const ImageBatchShape& shape, const float* lam,
+                    const int32_t* boxes, void* stream) {
+  if (shape.h > INT32_MAX || mix_rows(shape) > INT32_MAX) return static_cast<int>(cudaErrorInvalidValue);
   cudaError_t err = cudaErrorInvalidValue;
-  dispatch_out_dtype(dtype, [&](auto tag) {
-    err = launch<decltype(tag)>(x, out, shape, lam, boxes, static_cast<cudaStream_t>(stream));
-  });
+  const MixImagesGridArgs args{x, out, shape, lam, boxes};
+  dispatch_out_dtype(dtype, [&](auto tag) { err = launch<decltype(tag)>(args, static_cast<cudaStream_t>(stream)); });
   return static_cast<int>(err);
 }
 

@@ -10,11 +10,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
+#include "output_allocator.h"
 
 namespace bridgedfast {
 
@@ -62,19 +61,72 @@ inline void check_mix_images_out(const at::Tensor& out, const at::Tensor& x, con
               "mix_images: out must not share memory with x (each image reads its partner)");
 }
 
-// Validates resized_crop's inputs and builds its per-image table and parameters. `data` may
-// live on any device; index, boxes, flip and resize are host tensors (parameters are planned
-// on the host, as the loader draws them there).
-inline std::vector<ResizedCropImage> check_resized_crop_inputs(
-    const at::Tensor& data, const at::Tensor& index, const at::Tensor& boxes, const at::Tensor& flip,
-    at::IntArrayRef size, at::ArrayRef<double> mean, at::ArrayRef<double> std, bool antialias,
-    at::ScalarType out_dtype, bool channels_last, const std::optional<at::Tensor>& resize, ResizedCropParams* params) {
+// The per-image table of a packed batch: `data` one flat uint8 buffer (on any device), `index`
+// a host int64 [N, 3] of (byte offset, height, width).
+inline std::vector<ResizedCropImage> packed_resized_crop_images(const at::Tensor& data, const at::Tensor& index) {
   TORCH_CHECK(data.scalar_type() == at::kByte && data.dim() == 1 && data.is_contiguous(),
               "resized_crop: data must be a contiguous 1-D uint8 buffer, got ", data.scalar_type(), " ", data.sizes());
   TORCH_CHECK(index.device().is_cpu() && index.scalar_type() == at::kLong && index.dim() == 2 && index.size(1) == 3,
               "resized_crop: index must be a CPU int64 [N, 3] tensor (offset, height, width), got ",
               index.scalar_type(), " ", index.sizes(), " on ", index.device());
   const int64_t n = index.size(0);
+  const at::Tensor index_c = index.contiguous();
+  const int64_t* ix = index_c.const_data_ptr<int64_t>();
+  const uint8_t* base = data.const_data_ptr<uint8_t>();
+  std::vector<ResizedCropImage> images(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t offset = ix[3 * i], h = ix[3 * i + 1], w = ix[3 * i + 2];
+    TORCH_CHECK(h > 0 && w > 0 && h <= INT32_MAX && w <= INT32_MAX && offset >= 0 && offset <= data.numel() &&
+                    w <= (data.numel() - offset) / 3 / h,
+                "resized_crop: image ", i, " (offset ", offset, ", ", h, "x", w, ") does not fit the ", data.numel(),
+                "-byte buffer");
+    images[i].pixels = base + offset;
+    images[i].row_stride = 3 * w;
+    images[i].height = static_cast<int32_t>(h);
+    images[i].width = static_cast<int32_t>(w);
+  }
+  return images;
+}
+
+// The per-image table of a list of uint8 [H, W, 3] tensors on one device, read in place: rows
+// may be any stride apart (a crop view), pixels must be 3 bytes apart and channels adjacent.
+// An image laid out otherwise is copied into `keep` (which must outlive the kernel's launch).
+inline std::vector<ResizedCropImage> list_resized_crop_images(at::TensorList list, std::vector<at::Tensor>* keep) {
+  TORCH_CHECK(!list.empty(), "resized_crop: images must not be empty");
+  const at::Device device = list[0].device();
+  std::vector<ResizedCropImage> images(list.size());
+  keep->reserve(list.size());  // pointers into `keep` stay valid
+  for (size_t i = 0; i < list.size(); ++i) {
+    const at::Tensor& t = list[i];
+    TORCH_CHECK(t.scalar_type() == at::kByte && t.dim() == 3 && t.size(2) == 3 && t.size(0) > 0 && t.size(1) > 0,
+                "resized_crop: image ", i, " must be a uint8 [H, W, 3] tensor with H, W > 0, got ", t.scalar_type(),
+                " ", t.sizes());
+    TORCH_CHECK(t.device() == device, "resized_crop: images must all be on one device, image 0 is on ", device,
+                " and image ", i, " on ", t.device());
+    TORCH_CHECK(t.size(0) <= INT32_MAX && t.size(1) <= INT32_MAX, "resized_crop: image ", i, " is too large: ",
+                t.sizes());
+    const at::Tensor* img = &t;
+    if (t.stride(2) != 1 || (t.size(1) > 1 && t.stride(1) != 3)) {
+      keep->push_back(t.contiguous());
+      img = &keep->back();
+    }
+    images[i].pixels = img->const_data_ptr<uint8_t>();
+    images[i].row_stride = img->size(0) > 1 ? img->stride(0) : 3 * img->size(1);
+    images[i].height = static_cast<int32_t>(t.size(0));
+    images[i].width = static_cast<int32_t>(t.size(1));
+  }
+  return images;
+}
+
+// Validates what both forms share (boxes, flip, size, normalisation, resize) against the table's
+// image sizes, and completes the table and the parameters. boxes, flip and resize are host
+// tensors: parameters are planned on the host, as the loader draws them there.
+inline void check_resized_crop_params(const at::Tensor& boxes, const at::Tensor& flip, at::IntArrayRef size,
+                                      at::ArrayRef<double> mean, at::ArrayRef<double> std, bool antialias,
+                                      at::ScalarType out_dtype, bool channels_last,
+                                      const std::optional<at::Tensor>& resize, std::vector<ResizedCropImage>& images,
+                                      ResizedCropParams* params) {
+  const int64_t n = static_cast<int64_t>(images.size());
   TORCH_CHECK(boxes.device().is_cpu() && boxes.scalar_type() == at::kLong && boxes.dim() == 2 && boxes.size(0) == n &&
                   boxes.size(1) == 4,
               "resized_crop: boxes must be a CPU int64 [N, 4] tensor (top, left, height, width) with N = ", n,
@@ -106,18 +158,12 @@ inline std::vector<ResizedCropImage> check_resized_crop_inputs(
                 resize->scalar_type(), " ", resize->sizes(), " on ", resize->device());
     resize_c = resize->contiguous();
   }
-  const at::Tensor index_c = index.contiguous(), boxes_c = boxes.contiguous(), flip_c = flip.contiguous();
-  const int64_t* ix = index_c.const_data_ptr<int64_t>();
+  const at::Tensor boxes_c = boxes.contiguous(), flip_c = flip.contiguous();
   const int64_t* bx = boxes_c.const_data_ptr<int64_t>();
   const bool* fl = flip_c.const_data_ptr<bool>();
   const int64_t* rs = resize.has_value() ? resize_c.const_data_ptr<int64_t>() : nullptr;
-  std::vector<ResizedCropImage> images(n);
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t offset = ix[3 * i], h = ix[3 * i + 1], w = ix[3 * i + 2];
-    TORCH_CHECK(h > 0 && w > 0 && h <= INT32_MAX && w <= INT32_MAX && offset >= 0 && offset <= data.numel() &&
-                    w <= (data.numel() - offset) / 3 / h,
-                "resized_crop: image ", i, " (offset ", offset, ", ", h, "x", w, ") does not fit the ", data.numel(),
-                "-byte buffer");
+    const int64_t h = images[i].height, w = images[i].width;
     const int64_t top = bx[4 * i], left = bx[4 * i + 1], bh = bx[4 * i + 2], bw = bx[4 * i + 3];
     // Written as differences: a sum of two huge int64s would wrap and pass (-fwrapv).
     TORCH_CHECK(bh > 0 && bw > 0 && top >= 0 && left >= 0 && bh <= h && bw <= w && top <= h - bh && left <= w - bw,
@@ -132,9 +178,6 @@ inline std::vector<ResizedCropImage> check_resized_crop_inputs(
                   "resized_crop: resize ", i, " (", rh, "x", rw, ", window at ", wy, ",", wx, ") does not contain a ",
                   size[0], "x", size[1], " window");
     }
-    images[i].offset = offset;
-    images[i].height = static_cast<int32_t>(h);
-    images[i].width = static_cast<int32_t>(w);
     images[i].y = AxisMap{static_cast<int32_t>(top), static_cast<int32_t>(bh), static_cast<int32_t>(rh),
                           static_cast<int32_t>(wy)};
     images[i].x = AxisMap{static_cast<int32_t>(left), static_cast<int32_t>(bw), static_cast<int32_t>(rw),
@@ -142,32 +185,21 @@ inline std::vector<ResizedCropImage> check_resized_crop_inputs(
     images[i].flip = fl[i] ? 1 : 0;
     images[i].reserved = 0;
   }
-  return images;
 }
 
-// A fresh CPU batch output is tens to hundreds of megabytes of untouched pages; faulting them
-// in 4 KiB at a time can cost more than the kernel. Asking for transparent huge pages before
-// the kernel first writes them cuts the faults 512-fold (a hint: harmless where unsupported).
-inline void advise_huge_pages(void* data, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
-
-inline at::Tensor empty_resized_crop_output(const at::Tensor& data, const ResizedCropParams& p, at::ScalarType dtype) {
-  return at::empty({p.n, 3, p.out_h, p.out_w}, data.options().dtype(dtype),
-                   p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+inline at::Tensor empty_resized_crop_output(at::Device device, const ResizedCropParams& p, at::ScalarType dtype) {
+  const auto format = p.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  if (device.is_cpu()) return empty_cpu_output({p.n, 3, p.out_h, p.out_w}, dtype, format);
+  return at::empty({p.n, 3, p.out_h, p.out_w}, at::TensorOptions().device(device).dtype(dtype), format);
 }
 
 // The kernels write every element of a dense buffer of the functional op's exact shape, dtype
 // and layout; anything else (a view with gaps, the other memory format) would be written wrong.
-inline void check_resized_crop_out(const at::Tensor& out, const at::Tensor& data, const ResizedCropParams& p,
+// `inputs` are the tensors the kernel reads pixels from: out must not overlap them.
+inline void check_resized_crop_out(const at::Tensor& out, at::TensorList inputs, const ResizedCropParams& p,
                                    at::ScalarType dtype) {
-  TORCH_CHECK(out.device() == data.device(), "resized_crop: out is on ", out.device(), " but data is on ",
-              data.device());
+  TORCH_CHECK(out.device() == inputs[0].device(), "resized_crop: out is on ", out.device(), " but the images are on ",
+              inputs[0].device());
   TORCH_CHECK(out.scalar_type() == dtype, "resized_crop: out has dtype ", out.scalar_type(), " but out_dtype is ",
               dtype);
   TORCH_CHECK(out.layout() == at::kStrided, "resized_crop: out must be a strided (dense) tensor, got ", out.layout());
@@ -177,8 +209,14 @@ inline void check_resized_crop_out(const at::Tensor& out, const at::Tensor& data
   TORCH_CHECK(out.is_contiguous(format), "resized_crop: out must be ",
               p.channels_last ? "channels_last" : "NCHW", "-contiguous (channels_last=", p.channels_last,
               "), got strides ", out.strides());
-  TORCH_CHECK(out.numel() == 0 || at::get_overlap_status(out, data) == at::MemOverlapStatus::No,
-              "resized_crop: out overlaps the image data");
+  if (out.numel() == 0) return;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    // Views of other memory never overlap; get_overlap_status answers TooHard for any strided view.
+    if (!out.storage().is_alias_of(inputs[i].storage())) continue;
+    TORCH_CHECK(at::get_overlap_status(out, inputs[i]) == at::MemOverlapStatus::No,
+                "resized_crop: out overlaps the image data", inputs.size() > 1 ? " of image " : "",
+                inputs.size() > 1 ? std::to_string(i) : std::string());
+  }
 }
 
 }  // namespace bridgedfast

@@ -2,8 +2,6 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include <algorithm>
-
 #include "common.h"
 
 namespace bridgedfast {
@@ -27,12 +25,8 @@ void gather_images_cuda_op(at::TensorList sources, const at::Tensor& items, cons
   const at::Tensor items_dev = items_pinned.to(out.device(), /*non_blocking=*/true);
   const auto* dev_items = reinterpret_cast<const GatherItem*>(items_dev.const_data_ptr<int64_t>());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream().stream();
-  constexpr int64_t kMaxItemsPerLaunch = 65535;  // grid.y
-  for (int64_t start = 0; start < n; start += kMaxItemsPerLaunch) {
-    const int64_t count = std::min(kMaxItemsPerLaunch, n - start);
-    const int err = gather_images_cuda(ptrs, dev_items + start, count, max_nbytes, out.mutable_data_ptr<uint8_t>(), stream);
-    TORCH_CHECK(err == 0, "gather_images: CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
-  }
+  const int err = gather_images_cuda(ptrs, dev_items, n, max_nbytes, out.mutable_data_ptr<uint8_t>(), stream);
+  TORCH_CHECK(err == 0, "gather_images: CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
 }
 
 }  // namespace

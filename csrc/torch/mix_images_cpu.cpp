@@ -16,8 +16,8 @@ void run_mix_images_cpu(const at::Tensor& input, const at::Tensor& lam, const at
 at::Tensor mix_images_cpu_op(const at::Tensor& x, const at::Tensor& lam, const at::Tensor& boxes) {
   ImageBatchShape shape{};
   const at::Tensor input = check_mix_images_inputs(x, lam, boxes, &shape);
-  at::Tensor out = at::empty_like(input);
-  advise_huge_pages(out.mutable_data_ptr(), out.nbytes());
+  at::Tensor out = empty_cpu_output(input.sizes(), input.scalar_type(),
+                                    shape.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   run_mix_images_cpu(input, lam, boxes, shape, out);
   return out;
 }

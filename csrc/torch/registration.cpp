@@ -3,9 +3,25 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "output_allocator.h"
+
+namespace {
+
+PyObject* release_cached_outputs_py(PyObject*, PyObject*) {
+  return PyLong_FromLongLong(bridgedfast::release_cached_outputs());
+}
+
+PyMethodDef methods[] = {
+    {"release_cached_outputs", release_cached_outputs_py, METH_NOARGS,
+     "Frees the cached CPU output blocks no tensor uses; returns the bytes freed."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "bridgedfast compiled ops", -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "bridgedfast compiled ops", -1, methods};
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
 #if defined(BRIDGEDFAST_WITH_CUDA)
@@ -29,4 +45,7 @@ TORCH_LIBRARY(bridgedfast, m) {
   // mutation is functionalized like any mutable custom op. mix_images.out has no list arguments
   // and keeps the standard out overload.
   m.def("resized_crop_into(Tensor data, Tensor index, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize, Tensor(a!) out) -> ()");
+  // The same two ops reading a list of uint8 [H, W, 3] tensors in place (no packing copy).
+  m.def("resized_crop_list(Tensor[] images, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize=None) -> Tensor");
+  m.def("resized_crop_list_into(Tensor[] images, Tensor boxes, Tensor flip, int[] size, float[] mean, float[] std, bool antialias, ScalarType out_dtype, bool channels_last, Tensor? resize, Tensor(a!) out) -> ()");
 }

@@ -79,8 +79,7 @@ BF_TEST(taps_stay_in_crop_sum_to_one_and_respect_the_bound) {
 }
 
 // Direct evaluation: for every output pixel, sum over row taps and column taps in double.
-static std::vector<double> naive(const std::vector<uint8_t>& data, const std::vector<ResizedCropImage>& images,
-                                 const ResizedCropParams& p) {
+static std::vector<double> naive(const std::vector<ResizedCropImage>& images, const ResizedCropParams& p) {
   const int64_t plane = static_cast<int64_t>(p.out_h) * p.out_w;
   std::vector<double> out(images.size() * 3 * plane);
   std::vector<float> wy(1024), wx(1024);
@@ -97,7 +96,7 @@ static std::vector<double> naive(const std::vector<uint8_t>& data, const std::ve
           for (int ky = 0; ky < ny; ++ky)
             for (int kx = 0; kx < nx; ++kx)
               acc += static_cast<double>(wy[ky]) * wx[kx] *
-                     data[im.offset + (static_cast<int64_t>(y0 + ky) * im.width + x0 + kx) * 3 + c];
+                     im.pixels[static_cast<int64_t>(y0 + ky) * im.row_stride + (x0 + kx) * 3 + c];
           const double v = acc * p.scale[c] + p.shift[c];
           const int64_t o = p.channels_last ? n * 3 * plane + (static_cast<int64_t>(oy) * p.out_w + ox) * 3 + c
                                             : (n * 3 + c) * plane + static_cast<int64_t>(oy) * p.out_w + ox;
@@ -111,22 +110,25 @@ static std::vector<double> naive(const std::vector<uint8_t>& data, const std::ve
 
 struct Batch {
   std::vector<uint8_t> data;
-  std::vector<ResizedCropImage> images;
+  std::vector<ResizedCropImage> images;  // pixels point into data
 };
 
 // Boxes that force both pass orders: strong downscales (rows first) and upscales (columns
-// first), flips, eval-style windows of a larger resize, 1-pixel crops.
+// first), flips, eval-style windows of a larger resize, 1-pixel crops; every third image has
+// padded rows (a view of a wider image).
 static Batch random_batch(unsigned seed, int n, int out_h, int out_w) {
   std::mt19937 rng(seed);
   Batch b;
+  std::vector<int64_t> offsets;
   for (int i = 0; i < n; ++i) {
     const int h = std::uniform_int_distribution<int>(1, 150)(rng);
     const int w = std::uniform_int_distribution<int>(1, 150)(rng);
     ResizedCropImage im{};
-    im.offset = static_cast<int64_t>(b.data.size());
+    offsets.push_back(static_cast<int64_t>(b.data.size()));
     im.height = h;
     im.width = w;
-    for (int64_t k = 0; k < 3LL * h * w; ++k) b.data.push_back(static_cast<uint8_t>(rng()));
+    im.row_stride = 3 * w + (i % 3 == 2 ? 5 : 0);
+    for (int64_t k = 0; k < im.row_stride * h; ++k) b.data.push_back(static_cast<uint8_t>(rng()));
     const int bh = i % 7 == 0 ? 1 : std::uniform_int_distribution<int>(1, h)(rng);
     const int bw = i % 7 == 0 ? 1 : std::uniform_int_distribution<int>(1, w)(rng);
     im.y = AxisMap{std::uniform_int_distribution<int>(0, h - bh)(rng), bh, out_h, 0};
@@ -140,6 +142,7 @@ static Batch random_batch(unsigned seed, int n, int out_h, int out_w) {
     im.flip = static_cast<int32_t>(rng() & 1u);
     b.images.push_back(im);
   }
+  for (int i = 0; i < n; ++i) b.images[i].pixels = b.data.data() + offsets[i];
   return b;
 }
 
@@ -169,8 +172,8 @@ BF_TEST(cpu_kernel_matches_direct_sum) {
           const Batch b = random_batch(7 + n, n, 19, 23);
           const ResizedCropParams p = params_for(n, 19, 23, aa, cl, OutDType::kFloat32);
           std::vector<float> out(static_cast<size_t>(n) * 3 * 19 * 23, -1000.f);
-          resized_crop_cpu(b.data.data(), b.images.data(), p, out.data());
-          const std::vector<double> ref = naive(b.data, b.images, p);
+          resized_crop_cpu(b.images.data(), p, out.data());
+          const std::vector<double> ref = naive(b.images, p);
           double max_err = 0;
           for (size_t k = 0; k < out.size(); ++k) max_err = std::max(max_err, std::fabs(out[k] - ref[k]));
           BF_CHECK_NEAR(max_err, 0.0, 2e-5);
@@ -188,8 +191,8 @@ BF_TEST(cpu_kernel_low_precision_is_one_rounding) {
     const bool previous = resized_crop_cpu_set_simd(variant / 4 == 0);
     const ResizedCropParams p = params_for(12, 9, 14, true, (variant / 2) % 2 == 1, dtype);
     std::vector<uint16_t> out(12 * 3 * 9 * 14);
-    resized_crop_cpu(b.data.data(), b.images.data(), p, out.data());
-    const std::vector<double> ref = naive(b.data, b.images, p);
+    resized_crop_cpu(b.images.data(), p, out.data());
+    const std::vector<double> ref = naive(b.images, p);
     int bad = 0;
     for (size_t k = 0; k < out.size(); ++k) {
       const double v = dtype == OutDType::kFloat16 ? half_bits_to_float(out[k]) : bfloat16_bits_to_float(out[k]);
@@ -212,10 +215,10 @@ BF_TEST(cpu_kernel_bits_do_not_depend_on_thread_count) {
       const ResizedCropParams p = params_for(3, 37, 29, aa, false, OutDType::kFloat32);
       std::vector<float> one(static_cast<size_t>(3) * 3 * 37 * 29), many(one.size());
       omp_set_num_threads(1);
-      resized_crop_cpu(b.data.data(), b.images.data(), p, one.data());
+      resized_crop_cpu(b.images.data(), p, one.data());
       for (int threads : {2, 3, 8}) {
         omp_set_num_threads(threads);
-        resized_crop_cpu(b.data.data(), b.images.data(), p, many.data());
+        resized_crop_cpu(b.images.data(), p, many.data());
         BF_CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
       }
     }

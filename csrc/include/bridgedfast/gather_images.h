@@ -31,7 +31,8 @@ void gather_images_cpu(const uint8_t* const* sources, const GatherItem* items, i
                        int num_threads);
 
 // CUDA: `items` is a device array; sources/out are device pointers; `max_nbytes` (the largest
-// item, known on the host) sizes the grid. Returns the cudaError_t of the launch (0 on success).
+// item, known on the host) sizes the grid; any n in one launch (grid.y strides). Returns the
+// cudaError_t of the launch (0 on success). The kernel body: gather_images_grid.h.
 int gather_images_cuda(const GatherSources& sources, const GatherItem* items, int64_t n, int64_t max_nbytes,
                        uint8_t* out, void* stream);
 

@@ -28,8 +28,8 @@ BF_HOST_DEVICE_INLINE float mix_value(float self, float partner, float lam, bool
 void mix_images_cpu(OutDType dtype, const void* x, void* out, const ImageBatchShape& shape,
                     const float* lam, const int32_t* boxes);
 
-// CUDA: all pointers are device pointers; `stream` is a cudaStream_t. Returns the
-// cudaError_t of the launch (0 on success).
+// CUDA (kernel body: mix_images_grid.h): all pointers are device pointers; `stream` is a
+// cudaStream_t. Returns the cudaError_t of the launch (0 on success).
 int mix_images_cuda(OutDType dtype, const void* x, void* out, const ImageBatchShape& shape,
                     const float* lam, const int32_t* boxes, void* stream);
 
