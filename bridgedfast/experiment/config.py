@@ -176,7 +176,7 @@ def _build(raw: Any) -> Experiment:
 
 # TrainConfig fields that `training.options` may not set: the experiment decides them.
 _MANAGED_TRAIN_KEYS = {"model", "real_train", "real_test", "out", "mode", "synthetic", "shots", "seed", "progress",
-                       "pretrained", "device"}
+                       "pretrained", "device", "synthetic_per_class"}
 
 
 def _check_train_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +187,8 @@ def _check_train_options(options: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in options.items():
         full = f"training.options.{key}"
+        if key == "synthetic_per_class":
+            raise ExperimentError(f"unknown key '{full}' (give generation.per_class a list of volumes: a volume sweep)")
         if key in _MANAGED_TRAIN_KEYS:
             raise ExperimentError(f"unknown key '{full}' (set it as training.{key} or data.{key})")
         if key not in known:
