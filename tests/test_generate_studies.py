@@ -252,3 +252,67 @@ def test_per_class_grows_an_existing_output_and_never_shrinks(gen, tmp_path):
     assert manifest["config"]["per_class"] == 3 and manifest["status"] == "complete"
     with pytest.raises(ValueError, match="per_class can only grow"):
         gen.generate(CLASSES, 2, tmp_path / "grown", **args)
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+def cli(argv: list[str], env_extra: dict | None = None):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    head = [str(root / "tests" / "crashpoints.py")] if env_extra else ["-m", "bridgedfast"]
+    return subprocess.run([sys.executable, *head, *argv], env=env, capture_output=True, text=True, timeout=300, cwd=root)
+
+
+def img2img_args(model, real, out, *extra) -> list[str]:
+    return ["generate", "--model", str(model), "--classes", "cat,red_car", "--per-class", "3", "--out", str(out),
+            "--steps", "4", "--height", "32", "--width", "32", "--batch-size", "2", "--device", "cpu", "--no-progress",
+            "--init-images", str(real), "--strength", "0.5", "--template", "a photo of a {}",
+            "--template", "a drawing of a {}", *extra]
+
+
+def test_img2img_resume_after_kill_9_gives_the_uninterrupted_result(tiny_sd, real, tmp_path):
+    reference = cli(img2img_args(tiny_sd, real, tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+    killed = cli(img2img_args(tiny_sd, real, tmp_path / "out"), {"BRIDGEDFAST_TEST_KILL_AFTER_BATCHES": "1"})
+    assert killed.returncode == -9, killed.stderr
+    assert 0 < len(ImageStore(tmp_path / "out")) < 6
+    resumed = cli(img2img_args(tiny_sd, real, tmp_path / "out", "--json"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["skipped"] == 2
+    (images, metas), (ref_images, ref_metas) = read_store(tmp_path / "out"), read_store(tmp_path / "ref")
+    assert metas == ref_metas and all(np.array_equal(a, b) for a, b in zip(images, ref_images))
+    assert [m["prompt"] for m in metas[:3]] == ["a photo of a cat", "a drawing of a cat", "a photo of a cat"]
+    assert [m["init_index"] for m in metas] == [0, 3, 0, 2, 4, 5]
+
+
+@pytest.mark.parametrize("change,message", [
+    (["--strength", "0.5"], "strength applies to img2img only"),
+    (["--init-images", "/nonexistent/real"], "init images '/nonexistent/real' do not exist"),
+    (["--prompts", "/nonexistent/p.yaml"], "prompts file '/nonexistent/p.yaml' does not exist"),
+    (["--template", "a {}", "--template", "no slot"], "template[1] 'no slot' must contain"),
+])
+def test_cli_study_errors_are_one_line_exit_2_and_write_nothing(tiny_sd, tmp_path, capsys, change, message):
+    from bridgedfast.cli import main
+
+    argv = ["generate", "--model", str(tiny_sd), "--classes", "cat", "--per-class", "1", "--out", str(tmp_path / "out"),
+            "--steps", "2", "--height", "32", "--width", "32", "--device", "cpu", "--no-progress", *change]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("bridgedfast generate: error:") and message in err[-1], err
+    assert sum("error" in line for line in err) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_help_documents_the_study_options(capsys):
+    from bridgedfast.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in ("--template", "(default: a photo of a {})", "i mod T", "--prompts FILE", "--init-images",
+                   "STORE_OR_FOLDER", "--strength", "0.75"):
+        assert needle in text, needle

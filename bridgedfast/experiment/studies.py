@@ -187,5 +187,6 @@ class Studies:
                             run = r.train_one(mode, shots, seed, data_key, store.key, train, test, store.path,
                                               name=name, volume=volume if self.volume_sweep else None)
                             runs.append(run)
-                            points[str(run)] = StudyPoint(mode, shots, seed, volume, guidance, store.name)
+                            points[str(run)] = StudyPoint(mode, shots, seed, volume if self.volume_sweep else None,
+                                                          guidance, store.name)
         return runs, points

@@ -86,6 +86,9 @@ def _plot(path: Path, curves: dict, baselines: dict, names: tuple[str, ...], xla
         ax.axhline(100 * _mean_std(values)[0], linestyle="--", color="grey", linewidth=1)
         ax.annotate(f"vanilla (real only, shots={_shots(shots)})", (0.01, 100 * _mean_std(values)[0]),
                     xycoords=("axes fraction", "data"), fontsize=7, color="grey", va="bottom")
+    ticks = sorted({x for by_x in curves.values() for x in by_x})
+    if ticks:
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test top-1 % (mean ± std over seeds)")
     ax.set_title(title)

@@ -3,6 +3,7 @@ templates or a prompts file) and the prompts' embeddings, guidance, img2img's in
 strength; and what each stored image's metadata says about it."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,14 +12,15 @@ from .config import GenerateConfig, store_size_pair
 from .img2img import check_strength
 from .init import DEFAULT_STRENGTH, open_init_images
 from .plan import Item
-from .prompts import DEFAULT_TEMPLATE, PromptPlan, Style, file_plan, template_plan
+from .prompts import DEFAULT_TEMPLATE, PromptPlan, Style, file_plan, read_prompts, template_plan
 from .render import PreparedRun
 
 __all__ = ["check_prompt_options", "prepare_run", "image_meta", "effective_strength"]
 
 
-def check_prompt_options(cfg: GenerateConfig) -> None:
-    """Options that only make sense together, checked before anything is loaded or written."""
+def check_prompt_options(cfg: GenerateConfig, names: list[str] | None = None) -> None:
+    """Options that only make sense together, and the prompts file and init images (with the
+    class names, when given), checked before anything is loaded or written."""
     if cfg.prompts is not None and cfg.template != DEFAULT_TEMPLATE:
         raise ValueError("give either template(s) or a prompts file, not both (the prompts file's prompts are used "
                          "as they are)")
@@ -26,6 +28,10 @@ def check_prompt_options(cfg: GenerateConfig) -> None:
         raise ValueError("strength applies to img2img only: give init_images (--init-images) too")
     if cfg.init_images is not None:
         check_strength(effective_strength(cfg), cfg.steps)
+        if not Path(cfg.init_images).expanduser().exists():
+            raise FileNotFoundError(f"init images {str(cfg.init_images)!r} do not exist")
+    if cfg.prompts is not None and names is not None:
+        read_prompts(cfg.prompts, names)
 
 
 def effective_strength(cfg: GenerateConfig) -> float | None:
