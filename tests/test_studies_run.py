@@ -85,7 +85,8 @@ def test_volume_sweep_generates_once_and_adding_a_volume_reruns_only_what_it_mus
 
 
 def test_guidance_sweep_makes_one_store_per_value(inputs, tmp_path):
-    raw = experiment(inputs, "out", per_class=2, guidance_scale=[1.0, 7.5])
+    (tmp_path / "prompts.json").write_text(json.dumps({"ant": ["an ant", "ants"], "bee": ["a bee"], "cow": ["a cow"]}))
+    raw = experiment(inputs, "out", per_class=2, guidance_scale=[1.0, 7.5], prompts="prompts.json")
     raw["training"].update(modes=["bridged"], seeds=[0])
     log = run(raw, tmp_path)
     out = tmp_path / "out"
@@ -93,6 +94,7 @@ def test_guidance_sweep_makes_one_store_per_value(inputs, tmp_path):
     for g in (1.0, 7.5):
         store = ImageStore(out / f"synthetic-g{g:g}")
         assert len(store) == 6 and {store.meta(i)["guidance_scale"] for i in range(6)} == {g}
+        assert [store.meta(i)["prompt"] for i in range(6)] == ["an ant", "ants", "a bee", "a bee", "a cow", "a cow"]
         res = json.loads((out / "train" / f"bridged-all-seed0-g{g:g}" / "results.json").read_text())
         assert res["data"]["synthetic"] == str((out / f"synthetic-g{g:g}").resolve())
     report = (out / "report.md").read_text()

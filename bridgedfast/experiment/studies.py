@@ -14,6 +14,7 @@ A single value of each (no study) keeps the step names, folders and keys of earl
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,8 @@ class Studies:
             payload["guidance_scale"] = guidance
         if subset is not None:
             payload["init_subset"] = {"shots": subset[0], "split_seed": subset[1]}
-        if g.prompts is not None:
-            payload["prompts_input"] = input_fingerprint(g.prompts)
+        if g.prompts is not None:  # by content: the generator keys its output by the prompts, not the file
+            payload["prompts_input"] = hashlib.sha256(Path(g.prompts).read_bytes()).hexdigest()[:16]
         per_class = max(self.volumes)
         init = None
 
