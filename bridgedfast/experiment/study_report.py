@@ -58,7 +58,8 @@ def _curves(points: dict[str, Any], top1: dict[str, float], axis: str, fixed: tu
         key = (p.mode, *(getattr(p, f) for f in fixed))
         curves.setdefault(key, {}).setdefault(getattr(p, axis), []).append(top1[run])
     order = {m: i for i, m in enumerate(MODES)}
-    return dict(sorted(curves.items(), key=lambda kv: (order.get(kv[0][0], 9), repr(kv[0][1:]))))
+    return dict(sorted(curves.items(), key=lambda kv: (order.get(kv[0][0], 9),
+                                                       [float("inf") if v is None else v for v in kv[0][1:]])))
 
 
 def _baselines(points: dict[str, Any], top1: dict[str, float]) -> dict[int | None, list[float]]:
