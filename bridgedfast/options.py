@@ -30,7 +30,7 @@ from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping, Sequence
 __all__ = [
     "REQUIRED", "Kind", "Option", "Config", "option", "spec", "shared", "OptionError", "Naming",
     "INT", "POSITIVE_INT", "FLOAT", "STR", "BOOL", "PATH", "INT_OR_AUTO", "SIZE", "FLOAT_PAIR", "STR_LIST", "MAPPING",
-    "list_of",
+    "list_of", "one_or_more",
     "HelpFormatter", "RawHelpFormatter", "check_option", "unknown_key_error", "python_name", "flag_name",
     "dashed_name", "takes_options",
 ]
@@ -60,6 +60,7 @@ class Kind:
     coerce: Callable[[Any], Any]
     parse: Callable[[str], Any]
     metavar: str = "X"
+    item: "Kind | None" = None  # one_or_more(item): each list item is checked as an `item` value
 
 
 def _coerce_int(v: Any) -> int:
@@ -228,6 +229,27 @@ def list_of(item: Kind, *, nullable_items: bool = False, choices: Sequence[Any] 
     return Kind(f"list[{item.name}]", f"a list of ({what})", coerce, item.parse, item.metavar)
 
 
+def one_or_more(item: Kind) -> Kind:
+    """One `item` value or a non-empty list of them; a one-item list means that item (so a
+    configuration that gives a single value in either form keys, and records, the same)."""
+
+    def coerce(v: Any) -> Any:
+        if not isinstance(v, (list, tuple)):
+            return item.coerce(v)
+        if not v:
+            raise TypeError
+        out = []
+        for i, x in enumerate(v):
+            try:
+                out.append(item.coerce(x))
+            except TypeError:
+                raise TypeError(i, x) from None
+        return out[0] if len(out) == 1 else out
+
+    return Kind(f"{item.name}|list[{item.name}]", f"{item.description} or a non-empty list of them", coerce,
+                item.parse, item.metavar, item=item)
+
+
 # ------------------------------------------------------------------------------------------ options
 @dataclass(frozen=True)
 class Option:
@@ -235,7 +257,8 @@ class Option:
     `check(value, name)` raises ValueError for anything else a value must satisfy; `nullable`:
     None is a valid value (it is whenever the default is None). `flag` overrides the CLI flag
     (`--quiet` sets a bool option to the opposite of its default; `--[no-]name` gives both
-    forms). `surfaces`: where it is exposed besides the Python API ('cli', 'yaml')."""
+    forms); `repeat`: the flag may be given several times (one occurrence = one value, several =
+    their list). `surfaces`: where it is exposed besides the Python API ('cli', 'yaml')."""
 
     name: str
     kind: Kind
@@ -252,6 +275,7 @@ class Option:
     metavar: str | None = None
     surfaces: tuple[str, ...] = ("cli", "yaml")
     keyed: bool | Literal["if_set"] = True
+    repeat: bool = False
 
     @property
     def required(self) -> bool:
@@ -292,7 +316,8 @@ Naming = Callable[[str], str]  # option name -> how the caller spells it in mess
 
 def _range_text(opt: Option, terse: bool) -> str:
     lo, hi = opt.min, opt.max
-    integer = opt.kind is INT or opt.kind is INT_OR_AUTO
+    kind = opt.kind.item or opt.kind
+    integer = kind is INT or kind is INT_OR_AUTO
     noun = "integer" if integer else "number"
     positive = (lo == 1 and integer and not opt.min_open) or (lo == 0 and opt.min_open)
     if hi is None and positive:
@@ -325,13 +350,21 @@ def check_option(opt: Option, value: Any, name: str, *, terse: bool = False, kin
     except TypeError as exc:
         if len(exc.args) == 2:  # a list item
             i, item = exc.args
-            what = opt.kind.description.removeprefix("a list of (").removesuffix(")")
+            what = (opt.kind.item.description if opt.kind.item is not None
+                    else opt.kind.description.removeprefix("a list of (").removesuffix(")"))
             raise OptionError(f"{name}[{i}] must be {what}, got {item!r}") from None
         if opt.kind in (INT, FLOAT) and opt.min is not None and not terse:  # "must be a positive integer"
             raise OptionError(f"{name} must be {_range_text(opt, False)}, got {value!r}") from None
         raise OptionError(f"{name} must be {opt.kind.description}, got {value!r}") from None
     if kind_only:
         return value
+    if opt.kind.item is not None and isinstance(value, list):
+        return [_check_value(opt, x, f"{name}[{i}]", terse) for i, x in enumerate(value)]
+    return _check_value(opt, value, name, terse)
+
+
+def _check_value(opt: Option, value: Any, name: str, terse: bool) -> Any:
+    """The range and `check` of one (converted) value."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and (opt.min is not None or opt.max is not None):
         low = opt.min is not None and (value <= opt.min if opt.min_open else value < opt.min)
         high = opt.max is not None and (value >= opt.max if opt.max_open else value > opt.max)
@@ -437,7 +470,12 @@ class Config:
         for opt in cls.exposed("cli"):
             dest = (prefix + opt.name).replace("-", "_")
             if hasattr(args, dest):
-                values[opt.name] = getattr(args, dest)
+                value = getattr(args, dest)
+                if opt.repeat:  # None: the flag was not given; one occurrence: that value
+                    if value is None:
+                        continue
+                    value = value[0] if len(value) == 1 else list(value)
+                values[opt.name] = value
         values.update(extra)
         return cls(**values)
 
@@ -489,6 +527,11 @@ def add_argument(parser: Any, opt: Option, *, prefix: str = "", default: Any = N
         kw["metavar"] = opt.metavar or opt.kind.metavar
     if opt.kind.name.startswith("list["):
         kw["nargs"] = "+"
+    if opt.repeat:  # argparse would append to a default list: the default is filled in by from_args
+        kw["action"] = "append"
+        if default is not None and "default" not in opt.help:
+            kw["help"] = f"{opt.help} (default: {default})"
+        default = None
     parser.add_argument(flag, default=default, **kw)
 
 

@@ -160,6 +160,31 @@ def sd15_sized_stable_diffusion(folder: str | Path, *, seed: int = 0) -> Path:
     )
 
 
+def tiny_clip(folder: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
+    """Builds a tiny random-weight CLIP (`CLIPModel`: text and vision towers of 2 layers, width
+    32, 8-pixel patches) with a `CLIPProcessor` (the byte-level tokenizer, `image_size` inputs)
+    and saves both to `folder` (safetensors), loadable with `CLIPModel.from_pretrained(folder)`
+    and `CLIPProcessor.from_pretrained(folder)` as a real CLIP folder is. Kept if present."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    folder = Path(folder)
+    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+        return folder
+    tokenizer = tiny_tokenizer(folder / "_tokenizer_src")
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=image_size, patch_size=8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    images = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
 def image_folder(
     root: str | Path,
     classes: dict[str, int] | list[str],

@@ -3,6 +3,7 @@ point, for the kill -9 tests (the hooks live here, not in the package):
 
   BRIDGEDFAST_TEST_KILL_AT_STEP=N        a training run's optimiser step N (1-based, `train`'s on_step)
   BRIDGEDFAST_TEST_KILL_AFTER_BATCHES=N  once a generation output has committed N batches
+  BRIDGEDFAST_TEST_KILL_AFTER_SCORED=N   once a filter has saved the scores of N batches
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 KILL_AT_STEP = "BRIDGEDFAST_TEST_KILL_AT_STEP"
 KILL_AFTER_BATCHES = "BRIDGEDFAST_TEST_KILL_AFTER_BATCHES"
+KILL_AFTER_SCORED = "BRIDGEDFAST_TEST_KILL_AFTER_SCORED"
 SCRIPT = Path(__file__).resolve()
 
 
@@ -61,11 +63,27 @@ def _kill_after_batches(batches: int) -> None:
     sink.StoreSink.__init__ = init
 
 
+def _kill_after_scored(batches: int) -> None:
+    from bridgedfast.filter import api
+
+    original, saved = api.ScoreLog.append, [0]
+
+    def append(self, scores):
+        original(self, scores)
+        saved[0] += 1
+        if saved[0] >= batches:
+            _die()
+
+    api.ScoreLog.append = append
+
+
 def main() -> int:
     if int(os.environ.get(KILL_AT_STEP, "0") or 0):
         _kill_at_step(int(os.environ[KILL_AT_STEP]))
     if int(os.environ.get(KILL_AFTER_BATCHES, "0") or 0):
         _kill_after_batches(int(os.environ[KILL_AFTER_BATCHES]))
+    if int(os.environ.get(KILL_AFTER_SCORED, "0") or 0):
+        _kill_after_scored(int(os.environ[KILL_AFTER_SCORED]))
     from bridgedfast.cli import main as cli_main
 
     return cli_main(sys.argv[1:])

@@ -157,7 +157,7 @@ def test_report_manifest_and_rerun_is_a_no_op(gen, tmp_path):
 
 
 @pytest.mark.parametrize("change,key", [
-    ({"steps": 3}, "steps"), ({"seed": 1}, "seed"), ({"per_class": 3}, "per_class"),
+    ({"steps": 3}, "steps"), ({"seed": 1}, "seed"), ({"per_class": 1}, "per_class can only grow"),
     ({"guidance_scale": 5.0}, "guidance_scale"), ({"template": "a {}"}, "template"),
     ({"classes": ["cat", "dog"]}, "classes"), ({"height": 40}, "height"),
 ])

@@ -66,7 +66,7 @@ def test_experiment_step_keys(tmp_path, monkeypatch):
     r = runner.ExperimentRunner(exp, progress=False, log=lambda _: None)
     keys = {}
 
-    def run(name, payload, outputs, fn):  # records the key instead of running the step
+    def run(name, payload, outputs, fn, **kwargs):  # records the key instead of running the step
         text = json.dumps(payload, sort_keys=True, default=str).replace(str(tmp_path), "TMP")  # machine-free paths
         keys[name] = content_key(json.loads(text))
         return keys[name], {"train_images": 1, "test_images": 1, "classes": ["a"]}
@@ -74,9 +74,10 @@ def test_experiment_step_keys(tmp_path, monkeypatch):
     monkeypatch.setattr(r.steps, "run", run)
     data_key, train, test = r.prepare_real()
     style_key, style_path = r.invert(data_key, train)
-    gen_key, synthetic = r.generate(train, data_key, style_key, style_path)
-    r.samples_without_style(train, data_key, style_path)
-    r.train_all(data_key, gen_key, train, test, synthetic)
+    studies = runner.Studies(r)
+    stores = studies.make_stores(train, data_key, style_key, style_path)
+    r.samples_without_style(train, data_key, style_path, stores)
+    studies.train_all(data_key, train, test)
     assert keys == PINS["experiment_keys"]
 
 

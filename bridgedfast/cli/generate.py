@@ -12,8 +12,12 @@ DESCRIPTION = (
     "(underscores as spaces); with --style, the style token goes where the template says {style}, or "
     "' in the style of <token>' is appended. Image i of class c starts from "
     "torch.Generator('cpu').manual_seed(seed_for(SEED, c, i)), so a stock diffusers StableDiffusionPipeline "
-    "reproduces it. Re-running the same command resumes after an interruption; other options against an "
-    "existing OUT are refused. Under `torchrun --nproc_per_node=N -m bridgedfast generate ...` the ranks share "
+    "reproduces it. Several --template flags: image i uses template i mod T; --prompts FILE (YAML or JSON, class "
+    "name -> list of prompts): image i of class c uses its class's prompt i mod n. With --init-images (img2img), "
+    "image i of class c starts from real image i mod n_c of its class (store or folder order), prepared by "
+    "bridgedfast.generate.init_image (resized to cover HEIGHTxWIDTH, centre crop) and noised to --strength, as "
+    "diffusers' StableDiffusionImg2ImgPipeline does. Re-running the same command resumes after an interruption "
+    "(--per-class may grow: only the new images are made); other options against an existing OUT are refused. Under `torchrun --nproc_per_node=N -m bridgedfast generate ...` the ranks share "
     "the work and rank 0 writes the same store a single process would."
 )
 
@@ -50,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         classes = ImageStore(args.classes_from)
     generate = GenerateConfig.from_args(args).validate(flag_name)  # before the model is loaded
     model = GeneratorConfig.from_args(args).validate(flag_name)
+    from ..generate.prepare import check_prompt_options
+    from ..generate.prompts import class_names
+
+    check_prompt_options(generate, class_names(classes))
 
     from ..distributed import env_rank, shutdown
     from ..generate import Generator

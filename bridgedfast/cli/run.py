@@ -9,11 +9,17 @@ DESCRIPTION = """Runs pack -> style inversion -> generation -> training (each mo
 as described by one YAML file. Each step is skipped when its output exists under the same settings and
 inputs, so an interrupted run resumes and a changed setting reruns only what depends on it. The file is
 validated before any work starts. Sections and their keys (defaults in brackets; each key means what the
-option of the same name means in `bridgedfast pack`, `invert`, `generate` or `train`):
+option of the same name means in `bridgedfast pack`, `invert`, `generate`, `filter` or `train`):
 
 {sections}
 
-Writes OUT/report.md and OUT/report.html (results table, sample grid, curves, throughput, configuration)."""
+Studies: generation.per_class as a list (e.g. [500, 1000, 2000, 3000]) generates once, at the largest, and
+trains each volume on every class's first images of the same store; generation.guidance_scale as a list
+makes one synthetic store per value. generation.init: real starts each image from the run's own real
+training images (img2img, with generation.strength); filter.enabled trains on each store's best images.
+
+Writes OUT/report.md and OUT/report.html (results table, volume/guidance studies, sample grid, curves,
+throughput, configuration)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

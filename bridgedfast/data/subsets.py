@@ -14,7 +14,8 @@ from ..seeds import derive_seed
 from .format import ENCODING_NAMES, HEADER_FILE
 from .store import ImageStore, ImageStoreWriter
 
-__all__ = ["few_shot_split", "split_store", "is_store", "write_subset", "open_subset"]
+__all__ = ["few_shot_split", "split_store", "is_store", "write_subset", "open_subset", "StoreSubset",
+           "image_index_prefix"]
 
 
 def few_shot_split(labels: torch.Tensor, k: int, seed: int, classes: Sequence[str] | None = None) -> torch.Tensor:
@@ -95,3 +96,50 @@ def open_subset(path: Path, expected: int) -> ImageStore:
     if len(store) != expected:
         raise ValueError(f"{path} holds {len(store)} images, the few-shot split {expected}; delete it to rebuild")
     return store
+
+
+class StoreSubset(ImageStore):
+    """Images `indices` (in that order) of an open store, read in place: the same memory maps,
+    no copy. Everything that reads a store (`image`, `meta`, `labels`, a MixedLoader) reads the
+    subset as if it were a store of its own; `base` is the whole store."""
+
+    def __init__(self, store: ImageStore, indices: Sequence[int] | torch.Tensor) -> None:
+        idx = torch.as_tensor(indices, dtype=torch.int64).flatten()
+        n = len(store)
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise IndexError(f"subset indices must lie in [0, {n}) for {store.path}")
+        self.base, self.indices = store, idx
+        self.path, self.classes, self.encoding = store.path, list(store.classes), store.encoding
+        self._records = store.records[idx.numpy()]
+        self._count = len(self._records)
+        self._shards, self._shard_need, self._meta = store._shards, store._shard_need, store._meta
+        self.labels = store.labels[idx]
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path), "indices": self.indices.tolist()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(ImageStore(state["path"]), state["indices"])
+
+    def refresh(self) -> "StoreSubset":
+        return self
+
+    def __repr__(self) -> str:
+        return f"StoreSubset({str(self.path)!r}, images={len(self)} of {len(self.base)})"
+
+
+def image_index_prefix(store: ImageStore, per_class: int) -> torch.Tensor:
+    """Indices (sorted) of the images whose metadata says `image_index` < per_class: the images
+    a generation of `per_class` images per class makes (image (c, i)'s seed does not depend on
+    per_class), taken from a larger one. ValueError for images without an image_index."""
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}")
+    keep = []
+    for i in range(len(store)):
+        index = store.meta(i).get("image_index")
+        if not isinstance(index, int):
+            raise ValueError(f"{store.path}: image {i} has no image_index in its metadata: a prefix of images per class "
+                             "needs a store written by `bridgedfast generate`")
+        if index < per_class:
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.int64)

@@ -23,13 +23,15 @@ from typing import Any
 import yaml
 
 from ..data.pack import PackConfig
+from ..filter.config import FilterConfig
 from ..generate.config import GenerateConfig, GeneratorConfig
 from ..invert.config import InvertConfig
-from ..options import BOOL, FLOAT, INT, MAPPING, STR, Option, OptionError, check_option, list_of, unknown_key_error
+from ..options import (BOOL, FLOAT, INT, MAPPING, STR, Option, OptionError, check_option, list_of, one_or_more,
+                       unknown_key_error)
 from ..transfer.config import MODES, StageConfig, TrainConfig
 
 __all__ = ["Experiment", "ExperimentError", "SECTIONS", "describe_sections", "load_experiment", "parse_experiment",
-           "section_payload", "train_config"]
+           "section_payload", "step_options", "train_config"]
 
 
 class ExperimentError(ValueError):
@@ -52,6 +54,21 @@ def _default(config: type, name: str, default: Any) -> Option:
     return config.options()[name].replace(default=default)
 
 
+def _sweep(option: Option, default: Any, study: str) -> Option:
+    """A generation option that may list several values: one study point each."""
+    return option.replace(kind=one_or_more(option.kind), default=default,
+                          help=f"{option.help}; a list = the {study} study, one point each")
+
+
+def _generation_option(o: Option) -> Option:
+    if o.name == "per_class":
+        return _sweep(o, 1000, "volume (generated once, at the largest; smaller volumes train on each class's first "
+                      "images)")
+    if o.name == "guidance_scale":
+        return _sweep(o, o.default, "guidance (one synthetic store each)")
+    return o
+
+
 SECTIONS: dict[str, list[Option]] = {
     "data": [
         Option("real", STR, "", "folder of class sub-folders or an image store (required)"),
@@ -66,11 +83,15 @@ SECTIONS: dict[str, list[Option]] = {
     "generation": [
         Option("model", STR, "", "Stable Diffusion folder or hub id (needed by mixed, bridged, bridged++)"),
         *GeneratorConfig.exposed("yaml"),
-        *[_default(GenerateConfig, o.name, 1000) if o.name == "per_class" else o for o in GenerateConfig.exposed("yaml")],
+        *[_generation_option(o) for o in GenerateConfig.exposed("yaml")],
+        Option("init", STR, None, "img2img: 'real' starts image i of class c from the run's own (few-shot) real "
+               "training image i mod n of its class (with `strength`); null = text-to-image", choices=("real",),
+               keyed="if_set"),
     ],
     "style": [
         Option("enabled", BOOL, True, "dataset style inversion before generation"),
-        Option("template", STR, "a photo of a {} in the style of {token}", "the generation prompt with the style token",
+        Option("template", one_or_more(STR), "a photo of a {} in the style of {token}", "the generation prompt with the "
+               "style token (a list: image i uses template i mod T)",
                check=_style_template, keyed=False),  # keys the generation step, not the inversion
         *InvertConfig.exposed("yaml"),
     ],
@@ -84,6 +105,10 @@ SECTIONS: dict[str, list[Option]] = {
         Option("stage2_epochs", INT, None, "epochs of the real stage (default: epochs)", min=1),
         Option("options", MAPPING, {}, "any further `bridgedfast train` setting by its Python name "
                "(stage1/stage2: mappings of StageConfig settings)"),
+    ],
+    "filter": [
+        Option("enabled", BOOL, False, "filter each synthetic store (`bridgedfast filter`) and train on the kept images"),
+        *FilterConfig.exposed("yaml"),
     ],
     "report": [
         Option("samples_per_class", INT, 4, "samples per class in the real vs synthetic grid", min=1),
@@ -110,6 +135,7 @@ class Experiment:
     generation: Any = dataclasses.field(default_factory=SECTION_CLASSES["generation"])
     style: Any = dataclasses.field(default_factory=SECTION_CLASSES["style"])
     training: Any = dataclasses.field(default_factory=SECTION_CLASSES["training"])
+    filter: Any = dataclasses.field(default_factory=SECTION_CLASSES["filter"])
     report: Any = dataclasses.field(default_factory=SECTION_CLASSES["report"])
 
     def to_dict(self) -> dict:
@@ -127,6 +153,11 @@ def section_payload(section: Any, *, exclude: tuple[str, ...] = ()) -> dict[str,
             continue
         out[name] = value
     return out
+
+
+def step_options(section: Any, config: type) -> dict[str, Any]:
+    """The section's values of the options `config` (a step's configuration) declares."""
+    return {name: getattr(section, name) for name in type(section).OPTIONS if name in config.options()}
 
 
 def describe_sections(width: int = 100) -> str:
@@ -176,7 +207,7 @@ def _build(raw: Any) -> Experiment:
 
 # TrainConfig fields that `training.options` may not set: the experiment decides them.
 _MANAGED_TRAIN_KEYS = {"model", "real_train", "real_test", "out", "mode", "synthetic", "shots", "seed", "progress",
-                       "pretrained", "device"}
+                       "pretrained", "device", "synthetic_per_class"}
 
 
 def _check_train_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +218,8 @@ def _check_train_options(options: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in options.items():
         full = f"training.options.{key}"
+        if key == "synthetic_per_class":
+            raise ExperimentError(f"unknown key '{full}' (give generation.per_class a list of volumes: a volume sweep)")
         if key in _MANAGED_TRAIN_KEYS:
             raise ExperimentError(f"unknown key '{full}' (set it as training.{key} or data.{key})")
         if key not in known:
@@ -231,11 +264,37 @@ def _check_values(exp: Experiment, base: Path) -> None:
         raise ExperimentError("training.modes must list at least one of " + ", ".join(MODES))
     if not exp.training.seeds:
         raise ExperimentError("training.seeds must list at least one seed")
+    if needs_synthetic:
+        _check_studies(exp, base)
     exp.training.options = _check_train_options(exp.training.options)
     pretrained = exp.training.pretrained
     if pretrained not in ("timm", "none") and not _resolve(pretrained, base).exists():
         raise ExperimentError(f"training.pretrained: {pretrained!r} is neither 'timm', 'none' nor an existing file")
     _check_training(exp)
+
+
+def _check_studies(exp: Experiment, base: Path) -> None:
+    """The generation controls and the filter: what they need of each other and of the files."""
+    from ..generate.prompts import DEFAULT_TEMPLATE
+
+    g, f = exp.generation, exp.filter
+    if g.strength is not None and g.init is None:
+        raise ExperimentError("generation.strength applies to img2img only: set generation.init: real")
+    if g.prompts is not None:
+        if not _resolve(g.prompts, base).is_file():
+            raise ExperimentError(f"generation.prompts: {g.prompts!r} does not exist")
+        if g.template != DEFAULT_TEMPLATE:
+            raise ExperimentError("give generation.template or generation.prompts, not both")
+    for name, value in (("per_class", g.per_class), ("guidance_scale", g.guidance_scale)):
+        if isinstance(value, list) and len(set(value)) != len(value):
+            raise ExperimentError(f"generation.{name} lists a value twice: {value}")
+    if f.enabled:
+        needed = "clip_model" if f.by == "clip" else "classifier"
+        path = getattr(f, needed)
+        if path is None:
+            raise ExperimentError(f"filter.{needed} is required with filter.by: {f.by}")
+        if not _resolve(path, base).exists():
+            raise ExperimentError(f"filter.{needed}: {path!r} does not exist")
 
 
 def _check_training(exp: Experiment) -> None:
@@ -299,6 +358,11 @@ def _resolve_paths(exp: Experiment, base: Path) -> None:
         exp.generation.model = str(_resolve(exp.generation.model, base))
     if exp.training.pretrained not in ("timm", "none"):
         exp.training.pretrained = str(_resolve(exp.training.pretrained, base))
+    if exp.generation.prompts is not None:
+        exp.generation.prompts = str(_resolve(exp.generation.prompts, base))
+    for key in ("clip_model", "classifier"):
+        if getattr(exp.filter, key) is not None:
+            setattr(exp.filter, key, str(_resolve(getattr(exp.filter, key), base)))
     exp.out = str(_resolve(exp.out, base))
 
 

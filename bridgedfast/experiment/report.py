@@ -56,9 +56,10 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, nostyle: Path | None,
-            runs: list[Path], timings: dict, note: str | None) -> list[tuple[str, Any]]:
+            runs: list[Path], timings: dict, note: str | None, studies: tuple | None = None) -> list[tuple[str, Any]]:
     from ..data import ImageStore
     from ..transfer import compare_runs
+    from .study_report import point_label, study_blocks
 
     b: list[tuple[str, Any]] = [("h1", "bridgedfast experiment report")]
     if note:
@@ -72,12 +73,19 @@ def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, 
     per_run, groups = compare_runs(runs) if runs else ([], [])
     rows = [[g["mode"], "all" if g["shots"] is None else str(g["shots"]), str(g["runs"]),
              f"{100 * g['top1_mean']:.2f} ± {100 * g['top1_std']:.2f}", _fmt(g["leep_mean"], 3)] for g in groups]
-    b.append(("table", (["mode", "shots per class", "seeds", "top-1 % (mean ± std)", "LEEP after stage 1"], rows)))
+    head = ["mode", "shots per class", "seeds", "top-1 % (mean ± std)", "LEEP after stage 1"]
+    studied = study_blocks(exp, out, runs, studies, len(real.classes))
+    if studied:  # which study point each group is (volume, guidance)
+        head.insert(2, "study point")
+        for row, g in zip(rows, groups):
+            row.insert(2, point_label(studies, g["dirs"]))
+    b.append(("table", (head, rows)))
     run_rows = [[r["mode"], "all" if r["shots"] is None else str(r["shots"]), str(r["seed"]),
                  f"{100 * r['test_top1']:.2f}", "-" if r["test_top5"] is None else f"{100 * r['test_top5']:.2f}",
                  _fmt(r["leep"], 3), os.path.relpath(r["dir"], out)] for r in per_run]
     b.append(("h3", "Every run"))
     b.append(("table", (["mode", "shots", "seed", "top-1 %", "top-5 %", "LEEP", "folder"], run_rows)))
+    b += studied
 
     if synthetic is not None:
         b.append(("h2", "Real vs synthetic samples"))
@@ -172,11 +180,12 @@ def _html(blocks: list[tuple[str, Any]]) -> str:
 
 
 def write_report(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, nostyle: Path | None,
-                 runs: list[Path], timings: dict, note: str | None = None) -> Path:
+                 runs: list[Path], timings: dict, note: str | None = None, studies: tuple | None = None) -> Path:
     note_file = out / "NOTE.txt"
     if note is None and note_file.is_file():
         note = note_file.read_text().strip()
-    blocks = _blocks(exp, out, train=train, synthetic=synthetic, nostyle=nostyle, runs=runs, timings=timings, note=note)
+    blocks = _blocks(exp, out, train=train, synthetic=synthetic, nostyle=nostyle, runs=runs, timings=timings, note=note,
+                     studies=studies)
     for name, text in (("report.md", _md(blocks)), ("report.html", _html(blocks))):
         atomic_write_text(out / name, text)
     return out / "report.md"

@@ -13,8 +13,9 @@ from typing import Any, Callable
 import yaml
 
 from ..data.subsets import is_store, split_store
-from .config import Experiment, section_payload, train_config
+from .config import Experiment, section_payload, step_options, train_config
 from .steps import Steps, input_fingerprint
+from .studies import Studies
 
 
 class ExperimentRunner:
@@ -106,70 +107,60 @@ class ExperimentRunner:
         self.timings["style"] = result
         return key, out
 
-    def _generation_payload(self) -> dict:
-        return section_payload(self.exp.generation)
-
-    def _generate(self, classes: list[str], n: int, out: Path, template: str, **extra: Any) -> dict:
+    def generate_images(self, classes: list[str], n: int, out: Path, **extra: Any) -> dict:
+        """`n` images per class into `out` with the generation section's options (`extra` overrides them)."""
         from ..generate import GenerateConfig
 
-        options = {**step_options(self.exp.generation, GenerateConfig), "template": template, **extra}
+        options = {**step_options(self.exp.generation, GenerateConfig), **extra}
         options.pop("per_class")
         return _report_dict(self.generator().generate(classes, n, out, progress=self.progress, **options))
 
-    def generate(self, train: Path, data_key: str, style_key: str | None, style_path: Path | None) -> tuple[str | None, Path | None]:
-        if not self._needs_synthetic():
-            return None, None
-        g, s = self.exp.generation, self.exp.style
-        out = self.out / "synthetic"
-        # The generator puts the style file's token where its template says {style}.
-        template = s.template.replace("{token}", "{style}") if style_path is not None else g.template
-        payload = {"data": data_key, "style": style_key, "template": template, **self._generation_payload()}
+    def classes(self, train: Path) -> list[str]:
+        from ..data import ImageStore
 
-        def work() -> dict:
-            from ..data import ImageStore
+        return list(ImageStore(train).classes)
 
-            return self._generate(ImageStore(train).classes, g.per_class, out, template, style=style_path,
-                                  style_token=s.token if style_path is not None else None)
+    def steps_result(self, name: str) -> Any:
+        """The recorded result of a finished step (None if it has not finished)."""
+        path = self.out / ".steps" / f"{name}.done.json"
+        return json.loads(path.read_text()).get("result") if path.is_file() else None
 
-        key, result = self.steps.run("generate", payload, [out], work)
-        self.timings["generate"] = result
-        return key, out
-
-    def samples_without_style(self, train: Path, data_key: str, style_path: Path | None) -> Path | None:
+    def samples_without_style(self, train: Path, data_key: str, style_path: Path | None,
+                              stores: list | None = None) -> Path | None:
         """A few images per class from the plain template, same seeds as the styled ones: the
-        report shows what the style token changes."""
+        report shows what the style token changes (next to the first synthetic store)."""
         if style_path is None:
             return None
         g = self.exp.generation
-        n = min(self.exp.report.samples_per_class, g.per_class)
+        volumes = g.per_class if isinstance(g.per_class, list) else [g.per_class]
+        n = min(self.exp.report.samples_per_class, max(volumes))
         out = self.out / "samples-nostyle"
-        payload = {"data": data_key, "n": n, "template": g.template, **self._generation_payload()}
+        payload = {"data": data_key, "n": n, "template": g.template, **section_payload(g)}
+        first = stores[0] if stores else None
+        extra: dict[str, Any] = {} if g.prompts is not None else {"template": g.template}
+        if first is not None:
+            extra["guidance_scale"] = first.guidance
+            if first.init is not None:
+                extra["init_images"] = first.init
 
         def work() -> dict:
-            from ..data import ImageStore
-
-            return self._generate(ImageStore(train).classes, n, out, g.template)
+            return self.generate_images(self.classes(train), n, out, **extra)
 
         self.steps.run("samples-nostyle", payload, [out], work)
         return out
 
     # ---------------------------------------------------------------- training
-    def train_all(self, data_key: str, gen_key: str | None, train: Path, test: Path, synthetic: Path | None) -> list[Path]:
-        t = self.exp.training
-        runs = []
-        for mode in t.modes:
-            for shots in self.exp.data.shots:
-                for seed in t.seeds:
-                    runs.append(self._train_one(mode, shots, seed, data_key, gen_key, train, test, synthetic))
-        return runs
-
-    def _train_one(self, mode, shots, seed, data_key, gen_key, train, test, synthetic) -> Path:
+    def train_one(self, mode: str, shots: int | None, seed: int, data_key: str, gen_key: str | None, train: Path,
+                  test: Path, synthetic: Path | None, *, name: str | None = None, volume: int | None = None) -> Path:
+        """One training run (skipped when finished under the same settings); `volume`: train on
+        the synthetic images with image index < volume (see studies.py)."""
         from ..transfer import train as run_training
 
-        name = f"{mode}-{'all' if shots is None else f'{shots}shot'}-seed{seed}"
+        name = name or f"{mode}-{'all' if shots is None else f'{shots}shot'}-seed{seed}"
         out = self.out / "train" / name
         config = train_config(self.exp, mode, shots, seed, real_train=train, real_test=test, synthetic=synthetic,
                               out=out, progress=self.progress)
+        config.synthetic_per_class = volume
         payload = {"data": data_key, "synthetic": None if mode == "vanilla" else gen_key,
                    "config": config.record(keyed_only=True)}
         self.steps.run(f"train-{name}", payload, [out], lambda: {"test_top1": run_training(config)["test_top1"]})
@@ -182,11 +173,12 @@ class ExperimentRunner:
         (self.out / "experiment.resolved.yaml").write_text(yaml.safe_dump(self.exp.to_dict(), sort_keys=False))
         data_key, train, test = self.prepare_real()
         style_key, style_path = self.invert(data_key, train)
-        gen_key, synthetic = self.generate(train, data_key, style_key, style_path)
-        nostyle = self.samples_without_style(train, data_key, style_path)
-        runs = self.train_all(data_key, gen_key, train, test, synthetic)
-        report = write_report(self.exp, self.out, train=train, synthetic=synthetic, nostyle=nostyle, runs=runs,
-                              timings=self._all_timings())
+        studies = Studies(self)
+        stores = studies.make_stores(train, data_key, style_key, style_path) if self._needs_synthetic() else []
+        nostyle = self.samples_without_style(train, data_key, style_path, stores)
+        runs, points = studies.train_all(data_key, train, test)
+        report = write_report(self.exp, self.out, train=train, synthetic=stores[0].generated if stores else None,
+                              nostyle=nostyle, runs=runs, timings=self._all_timings(), studies=(stores, points))
         self.log(f"report: {report}")
         return report
 
@@ -198,11 +190,6 @@ class ExperimentRunner:
                 if path.is_file():
                     timings[name] = json.loads(path.read_text()).get("result")
         return timings
-
-
-def step_options(section: Any, config: type) -> dict[str, Any]:
-    """The section's values of the options `config` (a step's configuration) declares."""
-    return {name: getattr(section, name) for name in type(section).OPTIONS if name in config.options()}
 
 
 def _report_dict(report: Any) -> dict:

@@ -47,11 +47,15 @@ class Steps:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def run(self, name: str, payload: Any, outputs: list[Path], fn: Callable[[], Any]) -> tuple[str, Any]:
-        """Runs `fn` unless step `name` already finished with this payload; returns (key, result)."""
+    def run(self, name: str, payload: Any, outputs: list[Path], fn: Callable[[], Any], *,
+            enough: Callable[[Any], bool] | None = None) -> tuple[str, Any]:
+        """Runs `fn` unless step `name` already finished with this payload; returns (key, result).
+        `enough(result)`: whether a finished step's result still suffices (a step whose output
+        can grow, e.g. more images per class, is resumed rather than redone when it does not)."""
         key = content_key(payload)
         done = self._state(name, "done")
-        if done is not None and done.get("key") == key and all(p.exists() for p in outputs):
+        if (done is not None and done.get("key") == key and all(p.exists() for p in outputs)
+                and (enough is None or enough(done.get("result")))):
             self.log(f"[skip] {name}: up to date")
             self.skipped.append(name)
             return key, done.get("result")

@@ -2,13 +2,15 @@
 
 `Generator(model, ...).generate(classes, per_class, out, ...)` writes an ImageStore of
 `per_class` images per class; every image is reproducible with a stock diffusers
-`StableDiffusionPipeline` from its prompt and `seed_for(seed, class_index, image_index)`.
+`StableDiffusionPipeline` from its prompt and `seed_for(seed, class_index, image_index)` (with
+init images, `StableDiffusionImg2ImgPipeline` given `init_image(...)` of its init image).
 """
 from __future__ import annotations
 
 from ..seeds import seed_for
 from .config import GenerateConfig, GeneratorConfig
 from .engine import GenerationReport, Generator
+from .init import init_image
 from .prompts import DEFAULT_TEMPLATE
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, build_scheduler
 
@@ -20,6 +22,7 @@ __all__ = [
     "GeneratorConfig",
     "GenerateConfig",
     "GenerationReport",
+    "init_image",
     "seed_for",
     "build_scheduler",
     "SCHEDULERS",

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..data.pack import ENCODING, JPEG_QUALITY
 from ..devices import DEVICE, INFERENCE_DTYPE
-from ..options import BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SIZE, STR, Config, Kind, option, shared
+from ..options import BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SIZE, STR, Config, Kind, one_or_more, option, shared
 from .backends import BACKEND_NAMES
 from .prompts import DEFAULT_TEMPLATE, check_template_text
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, check_scheduler_name
@@ -91,8 +91,19 @@ class GenerateConfig(Config):
     """What one `Generator.generate` call makes. The images depend on every option but
     `batch_size` and `progress` (batching never changes which image gets which seed)."""
 
-    per_class: int = option(REQUIRED, INT, "images per class", min=1)
-    template: str = option(DEFAULT_TEMPLATE, STR, "prompt template; {} is the class name", check=check_template_text)
+    per_class: int = option(REQUIRED, INT, "images per class (may grow on an existing output: only the new images "
+                            "are made)", min=1)
+    template: str | list[str] = option(DEFAULT_TEMPLATE, one_or_more(STR), "prompt template; {} is the class name. "
+                                       "Several (repeat the flag, or a list): image i uses template i mod T",
+                                       check=check_template_text, repeat=True)
+    prompts: str | Path | None = option(None, PATH, "YAML/JSON file mapping each class name to a list of prompts: image "
+                                        "i of class c uses its class's prompt i mod n (instead of templates)",
+                                        metavar="FILE", keyed="if_set")
+    init_images: str | Path | None = option(None, PATH, "img2img: an image store or folder of class sub-folders; image "
+                                            "i of class c starts from that class's real image i mod n (store order)",
+                                            metavar="STORE_OR_FOLDER", surfaces=("cli",), keyed="if_set")
+    strength: float | None = option(None, FLOAT, "img2img: how far from the init image, 0-1 (default: 0.75 with "
+                                    "--init-images)", min=0.0, max=1.0, min_open=True, keyed="if_set")
     style: str | Path | None = option(None, PATH, "textual-inversion .safetensors file with the dataset-style token",
                                       metavar="FILE", surfaces=("cli",))
     style_token: str | None = option(None, STR, "token for --style; unset = the file's own token", surfaces=("cli",))

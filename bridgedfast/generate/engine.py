@@ -23,10 +23,11 @@ from ..distributed import RankContext, rank_context, rank_device
 from ..options import takes_options
 from ..sd import load_pipeline, model_fingerprint
 from .backends import check_backend, make_backend
-from .config import GenerateConfig, GeneratorConfig, store_size_pair
+from .config import GenerateConfig, GeneratorConfig
 from .manifest import check_out, generation_config, manifest, run_facts, write_manifest
 from .plan import GridBatch, Item, grid, pending, rank_rounds, seed_for, work_items
-from .prompts import Style, check_template, class_names, load_style, make_prompt, read_style
+from .prepare import check_prompt_options, image_meta, prepare_run
+from .prompts import Style, check_template, class_names, load_style, read_style
 from .render import PreparedRun, Renderer
 from .schedulers import build_scheduler
 
@@ -192,6 +193,7 @@ class Generator:
         cfg = GenerateConfig(per_class=per_class, **options).validate()
         style = read_style(cfg.style, cfg.style_token) if cfg.style is not None else None
         check_template(cfg.template, style)
+        check_prompt_options(cfg)
         out = Path(out).expanduser()
         with cudnn_benchmark(self.device.type == "cuda"):
             return self._generate(names, cfg, style, out, t_start)
@@ -201,9 +203,9 @@ class Generator:
         ctx = rank_context()
         if style is not None:
             load_style(self.pipe, style)
-        run = self._prepare_run(names, cfg, style)
+        run = prepare_run(self, names, cfg, style)
         config = generation_config(cfg, classes=names, fingerprint=self.fingerprint, dtype=self.dtype,
-                                   scheduler=self.scheduler, style=style)
+                                   scheduler=self.scheduler, style=style, run=run)
         # Rank 0 checks `out` against the configuration before anything is created.
         prior = ctx.main_decides(lambda: check_out(out, config))
         batch = self._resolve_batch(cfg.batch_size, prior, run, cfg.per_class * len(names), ctx)
@@ -241,7 +243,7 @@ class Generator:
         todo = pending(batches, done)
         if todo:
             self.unet_runner.prepare((2 if run.cfg else 1) * batch, cfg.height // self.vae_scale,
-                                     cfg.width // self.vae_scale, run.cond[0].shape[1])
+                                     cfg.width // self.vae_scale, run.seq_len)
         remaining = sum(1 for b in todo for item in b.items if item not in done)
         bar = tqdm(total=remaining, unit="img", desc="generate", disable=not (cfg.progress and ctx.is_main),
                    smoothing=0.1)
@@ -269,24 +271,6 @@ class Generator:
                 sink.close()
         return written, len(done), unet_calls, denoise_s
 
-    @torch.inference_mode()
-    def _prepare_run(self, names: list[str], cfg: GenerateConfig, style: Style | None) -> PreparedRun:
-        scale = self.vae_scale
-        if cfg.height % scale or cfg.width % scale:
-            raise ValueError(f"height and width must be multiples of {scale}, got {cfg.height}x{cfg.width}")
-        tcond = self.pipe.unet.config.time_cond_proj_dim
-        use_cfg = cfg.guidance_scale > 1 and tcond is None  # the stock pipeline's rule
-        prompts = [make_prompt(cfg.template, name, style) for name in names]
-        cond, uncond = [], None
-        for prompt in prompts:
-            c, u = self.encode(prompt, cfg.negative_prompt, cfg=use_cfg)
-            cond.append(c)
-            if uncond is None:
-                uncond = u
-        size = None if cfg.store_size is None else store_size_pair(cfg.store_size)
-        return PreparedRun(prompts, cond, uncond if use_cfg else None, use_cfg, cfg.guidance_scale, cfg.steps,
-                           cfg.height, cfg.width, cfg.seed, size, cfg.negative_prompt, tcond)
-
     def _facts(self, batch: int, ctx: RankContext, report: GenerationReport | None = None) -> dict[str, Any]:
         return run_facts(model=self.model_name, backend=self.backend_name, attention=self.attention, device=self.device,
                          world_size=ctx.world_size, batch_size=batch, report=None if report is None else report.as_dict())
@@ -298,18 +282,13 @@ class Generator:
         if prior is not None and prior.get("batch_size"):
             # Resuming keeps the grid of the interrupted run, so every image comes out identical.
             return int(prior["batch_size"])
-        mine = self.auto_batch_size(run.height, run.width, cfg=run.cfg, seq_len=run.cond[0].shape[1])
+        mine = self.auto_batch_size(run.height, run.width, cfg=run.cfg, seq_len=run.seq_len)
         return max(1, min(min(ctx.all_gather(mine)), total))
 
     def _write(self, sink: Any, batch: GridBatch, images: np.ndarray, run: PreparedRun, done: set[Item]) -> int:
         keep = [k for k, item in enumerate(batch.items) if item not in done]
         if not keep:
             return 0
-        metas = []
-        for k in keep:
-            c, i = batch.items[k]
-            metas.append({"class_index": c, "image_index": i, "seed": seed_for(run.seed, c, i),
-                          "prompt": run.prompts[c], "negative_prompt": run.negative_prompt,
-                          "guidance_scale": run.guidance_scale, "steps": run.steps})
+        metas = [image_meta(run, batch.items[k], seed_for(run.seed, *batch.items[k])) for k in keep]
         sink.put(images[keep], [batch.items[k][0] for k in keep], metas)
         return len(keep)

@@ -80,10 +80,11 @@ def check_same_config(out: Path, old: dict, new: dict) -> None:
 
 
 def generation_config(cfg: GenerateConfig, *, classes: list[str], fingerprint: str, dtype: torch.dtype,
-                      scheduler: Any, style: Style | None) -> dict[str, Any]:
+                      scheduler: Any, style: Style | None, run: Any = None) -> dict[str, Any]:
     """What decides the images (frozen: stored outputs are compared against it); a different
     value against an existing output is refused. Batching never changes an image, so
-    `batch_size` is not part of it."""
+    `batch_size` is not part of it. A prompts file and init images count by their contents
+    (`run`, the PreparedRun, has them), not their paths."""
     config = {
         "format": FORMAT,
         "model_fingerprint": fingerprint,
@@ -105,6 +106,11 @@ def generation_config(cfg: GenerateConfig, *, classes: list[str], fingerprint: s
     if cfg.encoding == "jpeg":  # the stored bytes depend on it (raw outputs keep their original keys)
         config["quality"] = cfg.quality
     config.update(GenerateConfig.new_keyed_values(cfg.values()))
+    if cfg.prompts is not None:
+        config["prompts"] = {"sha256": run.plan.digest}
+    if cfg.init_images is not None:
+        config["init_images"] = {"fingerprint": run.init.fingerprint}
+        config["strength"] = run.strength
     return config
 
 
@@ -144,7 +150,12 @@ def check_out(out: Path, config: dict) -> dict | None:
         raise ValueError(f"output {str(out)!r} exists and is not a folder")
     found = read_manifest(out) if out.is_dir() else None
     if found is not None:
-        check_same_config(out, found["config"], config)
+        old = found["config"]
+        if isinstance(old.get("per_class"), int) and old["per_class"] > config["per_class"]:
+            raise ValueError(f"{str(out)!r} holds a generation of {old['per_class']} images per class; per_class can "
+                             f"only grow on an existing output (now {config['per_class']}): choose a new output folder")
+        # A larger per_class extends the output: image (c, i) does not depend on it.
+        check_same_config(out, {**old, "per_class": config["per_class"]}, config)
         return found
     if out.is_dir() and any(out.iterdir()):
         if existing_store_size(out) == 0:

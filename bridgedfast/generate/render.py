@@ -4,6 +4,7 @@ classifier-free guidance in one UNet call per step, the VAE decode, and uint8 pi
 Image (c, i) is computed exactly as a stock `StableDiffusionPipeline` computes one image with
 `generator=torch.Generator("cpu").manual_seed(seed_for(seed, c, i))`: the same latents draw
 (a batch-1 draw per generator), the same scheduler steps, the same guidance and VAE decode.
+With init images (img2img), as a stock `StableDiffusionImg2ImgPipeline` does (see img2img.py).
 Only the batching differs, and batching never changes which image gets which seed.
 """
 from __future__ import annotations
@@ -18,7 +19,10 @@ import numpy as np
 import torch
 
 from ..seeds import seed_for
+from .img2img import img2img_latents, img2img_timesteps
+from .init import InitImages, init_image
 from .plan import Item
+from .prompts import PromptPlan
 
 __all__ = ["PreparedRun", "Renderer", "CPU_AUTO_BATCH", "DECODE_CHUNK"]
 
@@ -30,8 +34,8 @@ DECODE_CHUNK = 8  # VAE decode memory grows fastest with batch; 8 images already
 class PreparedRun:
     """Everything one `generate` call fixes before the first batch."""
 
-    prompts: list[str]
-    cond: list[torch.Tensor]           # per class: [1, seq, dim] on the device
+    plan: PromptPlan
+    cond: list[list[torch.Tensor]]     # per class, per prompt variant: [1, seq, dim] on the device
     uncond: torch.Tensor | None        # [1, seq, dim], None without CFG
     cfg: bool
     guidance_scale: float
@@ -42,6 +46,18 @@ class PreparedRun:
     store_size: tuple[int, int] | None
     negative_prompt: str | None
     timestep_cond_dim: int | None
+    init: InitImages | None = None     # img2img's starting images
+    strength: float | None = None
+
+    @property
+    def seq_len(self) -> int:
+        return self.cond[0][0].shape[1]
+
+    def prompt(self, c: int, i: int) -> str:
+        return self.plan.prompt(c, i)
+
+    def embedding(self, c: int, i: int) -> torch.Tensor:
+        return self.cond[c][self.plan.variant(c, i)]
 
 
 class Renderer:
@@ -90,11 +106,26 @@ class Renderer:
         latents = torch.cat([torch.randn(shape, generator=g, dtype=self.dtype) for g in gens])
         return latents, gens
 
+    def img2img_start(self, items: Sequence[Item], run: PreparedRun) -> tuple[torch.Tensor, list[torch.Generator], torch.Tensor]:
+        """img2img: (noised init latents on the device, the generators, the timesteps to run);
+        image (c, i) starts from init image `run.init.index(c, i)` prepared by `init_image`."""
+        gens = [torch.Generator("cpu").manual_seed(seed_for(run.seed, c, i)) for c, i in items]
+        images = [init_image(run.init.image(run.init.index(c, i)), run.height, run.width) for c, i in items]
+        timesteps = img2img_timesteps(self.scheduler, run.steps, run.strength, self.device)
+        chunk = DECODE_CHUNK if self.device.type == "cuda" else len(items)
+        latents = img2img_latents(self.pipe, self.scheduler, images, gens, timesteps, device=self.device, dtype=self.dtype,
+                                  encode_chunk=chunk)
+        return latents, gens, timesteps
+
     @torch.inference_mode()
     def denoise_decode(self, items: Sequence[Item], run: PreparedRun, static_batch: int) -> tuple[np.ndarray, int, float]:
         n = len(items)
-        latents, gens = self.initial_latents(items, run.seed, run.height, run.width)
-        cond = torch.cat([run.cond[c] for c, _ in items])
+        if run.init is not None:
+            latents, gens, timesteps = self.img2img_start(items, run)
+        else:
+            latents, gens = self.initial_latents(items, run.seed, run.height, run.width)
+            timesteps = None
+        cond = torch.cat([run.embedding(c, i) for c, i in items])
         pad = static_batch - n if self.unet_runner.static_shapes else 0
         if pad:
             # Static shapes (compiled graphs): fill the batch with throw-away copies and their own generators.
@@ -102,7 +133,7 @@ class Renderer:
             cond = torch.cat([cond, cond[-1:].expand(pad, *cond.shape[1:])])
             gens = gens + [torch.Generator("cpu").manual_seed(0) for _ in range(pad)]
         t0 = time.perf_counter()
-        latents, calls = self._denoise(latents, cond, gens, run)
+        latents, calls = self._denoise(latents, cond, gens, run, timesteps)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         secs = time.perf_counter() - t0
@@ -112,12 +143,16 @@ class Renderer:
         image = torch.cat([self.decoder(latents[s : s + chunk]) for s in range(0, b, chunk)])[:n]
         return self._to_uint8(image, run.store_size), calls, secs
 
-    def _denoise(self, latents: torch.Tensor, cond: torch.Tensor, gens: list[torch.Generator], run: PreparedRun
-                 ) -> tuple[torch.Tensor, int]:
+    def _denoise(self, latents: torch.Tensor, cond: torch.Tensor, gens: list[torch.Generator], run: PreparedRun,
+                 timesteps: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """The denoising loop; `timesteps`: img2img's (already set on the scheduler, latents
+        already noised to the first of them), else text-to-image from the scheduler's full list."""
         b = latents.shape[0]
         sched = self.scheduler
-        sched.set_timesteps(run.steps, device=self.device)
-        latents = latents.to(self.device) * sched.init_noise_sigma
+        if timesteps is None:
+            sched.set_timesteps(run.steps, device=self.device)
+            timesteps = sched.timesteps
+            latents = latents.to(self.device) * sched.init_noise_sigma
         ehs = torch.cat([run.uncond.expand(b, -1, -1), cond]) if run.cfg else cond
         extra: dict[str, Any] = {}
         if "eta" in self.step_kwargs:
@@ -129,7 +164,7 @@ class Renderer:
             w = torch.tensor(run.guidance_scale - 1).repeat(b)
             tcond = self.pipe.get_guidance_scale_embedding(w, embedding_dim=run.timestep_cond_dim).to(self.device, latents.dtype)
         calls = 0
-        for t in sched.timesteps:
+        for t in timesteps:
             x = torch.cat([latents] * 2) if run.cfg else latents
             x = sched.scale_model_input(x, t)
             noise = self.unet_runner(x, t, ehs, tcond) if tcond is not None else self.unet_runner(x, t, ehs)

@@ -116,6 +116,9 @@ class TrainConfig(Config, surfaces=("cli",)):
     mode: str = option("bridged++", STR, "training recipe", choices=MODES)
     synthetic: str | None = option(None, PATH, "synthetic images (classes matched to the real ones by name); needed by "
                                    "mixed, bridged, bridged++", metavar="STORE")
+    synthetic_per_class: int | None = option(None, INT, "train on the synthetic images whose image_index is < N: "
+                                             "the images a generation of N per class makes, taken in place from a "
+                                             "larger one (volume studies)", min=1, metavar="N", keyed="if_set")
     shots: int | None = option(None, INT, "use K real training images per class (seeded split, saved to "
                                "OUT/split.json)", min=1, metavar="K")
     split_seed: int | None = option(None, INT, "seed of the few-shot split (default: --seed)", metavar="SEED")
@@ -169,6 +172,8 @@ class TrainConfig(Config, surfaces=("cli",)):
         cfg = dataclasses.replace(self).validate(dashed_name)
         if cfg.mode != "vanilla" and not cfg.synthetic:
             raise ValueError(f"mode {cfg.mode!r} needs a synthetic store (--synthetic STORE)")
+        if cfg.synthetic_per_class is not None and cfg.mode == "vanilla":
+            raise ValueError("synthetic-per-class needs a synthetic store: not mode vanilla")
         if cfg.synthetic_fraction is not None and cfg.mode != "mixed":
             raise ValueError(f"synthetic-fraction applies to mode mixed only, not {cfg.mode!r}")
         return dataclasses.replace(

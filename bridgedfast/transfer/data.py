@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ..data import ImageStore, MixedLoader
     from .config import StageConfig, TrainConfig
 
-__all__ = ["RunData", "open_store", "write_subset", "open_subset", "check_classes", "make_train_loader",
+__all__ = ["RunData", "open_store", "write_subset", "open_subset", "check_classes", "synthetic_prefix",
+           "generated_per_class", "make_train_loader",
            "make_train_augment", "make_eval_augment", "make_mixup", "iterate_eval"]
 
 
@@ -41,6 +42,37 @@ def open_store(path: str | Path, what: str) -> ImageStore:
     if len(store) == 0:
         raise ValueError(f"{what} store {str(path)!r} holds no images")
     return store
+
+
+def synthetic_prefix(store: ImageStore, per_class: int) -> ImageStore:
+    """The images of a generated store with image_index < per_class, read in place (no copy).
+    Refused when the generation (its manifest) made fewer than per_class images per class."""
+    from ..data.subsets import StoreSubset, image_index_prefix
+
+    made = generated_per_class(store.path)
+    if made is not None and made < per_class:
+        raise ValueError(f"synthetic-per-class {per_class}: {str(store.path)!r} was generated with {made} images per "
+                         "class; generate more (per_class only grows) or ask for fewer")
+    try:
+        indices = image_index_prefix(store, per_class)
+    except ValueError as exc:
+        raise ValueError(f"synthetic-per-class: {exc}") from None
+    return StoreSubset(store, indices)
+
+
+def generated_per_class(path: str | Path) -> int | None:
+    """Images per class of the generation behind a store: its generation.json (or, for a
+    filtered store, the one it was filtered from, as filter.json records); None if unknown."""
+    import json
+
+    for name, key in (("generation.json", ("config", "per_class")), ("filter.json", ("source_per_class",))):
+        file = Path(path) / name
+        if file.is_file():
+            value = json.loads(file.read_text())
+            for k in key:
+                value = value.get(k) if isinstance(value, dict) else None
+            return value if isinstance(value, int) else None
+    return None
 
 
 def check_classes(real: Sequence[str], synthetic: Sequence[str]) -> None:
@@ -135,6 +167,8 @@ class RunData:
         if cfg.mode != "vanilla":
             self.synthetic = open_store(cfg.synthetic, "--synthetic")
             check_classes(self.classes, self.synthetic.classes)
+            if cfg.synthetic_per_class is not None:
+                self.synthetic = synthetic_prefix(self.synthetic, cfg.synthetic_per_class)
         if cfg.shots is not None:
             self.train_indices = few_shot_split(self.real_train.labels, cfg.shots, cfg.split_seed, self.classes)
         else:

@@ -168,7 +168,7 @@ def compare_runs(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], lis
         leeps = [m["leep"] for m in members if m["leep"] is not None]
         rows.append({
             "data": data, "model": model, "mode": mode, "shots": shots, "seeds": sorted(m["seed"] for m in members),
-            "runs": len(members), "top1_mean": mean, "top1_std": std,
+            "runs": len(members), "top1_mean": mean, "top1_std": std, "dirs": [m["dir"] for m in members],
             "leep_mean": _mean_std(leeps)[0] if leeps else None,
             "settings": settings if alike[(data, model, mode, shots)] > 1 else None,
         })
