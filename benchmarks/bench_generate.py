@@ -40,10 +40,12 @@ class StockRunner:
     """Stock diffusers: one `pipe(prompts, generator=[...])` call per batch."""
 
     def __init__(self, model: Path, device: str, dtype: torch.dtype):
-        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+        from diffusers import DPMSolverMultistepScheduler
 
-        self.pipe = StableDiffusionPipeline.from_pretrained(str(model), dtype=dtype, safety_checker=None,
-                                                            requires_safety_checker=False).to(device)
+        from bridgedfast.sd import load_pipeline
+
+        # the keyword the installed diffusers takes (dtype or torch_dtype), safetensors, dtype checked
+        self.pipe = load_pipeline(str(model), torch_dtype=dtype).to(device)
         self.pipe.scheduler = DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config)
         self.pipe.set_progress_bar_config(disable=True)
         self.device = device

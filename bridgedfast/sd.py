@@ -6,18 +6,99 @@ the local Hugging Face cache).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-__all__ = ["load_pipeline", "model_fingerprint"]
+from .options import BOOL, spec
+
+__all__ = ["load_pipeline", "model_fingerprint", "dtype_keyword", "quiet_loading", "check_no_pickled_weights",
+           "check_loaded_dtype", "PICKLED_WEIGHTS", "ALLOW_PICKLE"]
 
 
-def load_pipeline(model: Any, *, torch_dtype: torch.dtype | None = None):
-    """A `StableDiffusionPipeline` from a pipeline object, a local folder or a hub id."""
+#: The opt-in to pickled model weights, shared by every step that loads a Stable Diffusion folder.
+ALLOW_PICKLE = spec(False, BOOL, "load a model folder's pickled weights (.bin) when it has no safetensors (unpickling "
+                    "runs code from the file: only for folders you trust)", keyed=False)
+#: Weight files that are pickles (unpickling runs code): refused unless allow_pickle.
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: The pipeline components that hold weights, checked after loading for the requested dtype.
+WEIGHTED_COMPONENTS = ("unet", "vae", "text_encoder")
+
+
+def dtype_keyword() -> str:
+    """The keyword `from_pretrained` takes the precision by in the installed diffusers: `dtype` in
+    the releases that have it (which deprecate `torch_dtype` with a warning), else `torch_dtype`
+    (every diffusers >= 0.30). `load_pipeline` checks the loaded dtype either way."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401  (diffusers' own helper)
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
+
+
+@contextlib.contextmanager
+def quiet_loading(enabled: bool = True) -> Iterator[None]:
+    """Silences diffusers' and transformers' notices (e.g. "install accelerate") and their
+    loading progress bars inside the block (when `enabled`); restores their settings after."""
+    if not enabled:
+        yield
+        return
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    levels = (dlog.get_verbosity(), tlog.get_verbosity())
+    bars = (dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(levels[0])
+        tlog.set_verbosity(levels[1])
+        if bars[0]:
+            dlog.enable_progress_bar()
+        if bars[1]:
+            tlog.enable_progress_bar()
+
+
+def check_no_pickled_weights(folder: Path) -> None:
+    """A diffusers folder whose weighted components have pickled weights (.bin, ...) and no
+    .safetensors file is refused: loading would unpickle them."""
+    pickled = []
+    for name in WEIGHTED_COMPONENTS:
+        sub = folder / name
+        if not sub.is_dir():
+            continue
+        files = [f for f in sub.iterdir() if f.is_file()]
+        if not any(f.suffix == ".safetensors" for f in files):
+            pickled += [f"{name}/{f.name}" for f in files if f.suffix in PICKLED_WEIGHTS]
+    if pickled:
+        raise ValueError(f"model folder {str(folder)!r} holds pickled weights ({', '.join(pickled[:3])}) and no "
+                         ".safetensors for them: loading them runs code from the file; convert them to safetensors, or "
+                         "pass --allow-pickle (option allow_pickle) if you trust the folder")
+
+
+def check_loaded_dtype(pipe: Any, dtype: torch.dtype) -> None:
+    """The weighted components must be in `dtype` (catches a diffusers that ignored the keyword)."""
+    wrong = {name: getattr(pipe, name).dtype for name in WEIGHTED_COMPONENTS
+             if getattr(pipe, name, None) is not None and getattr(pipe, name).dtype != dtype}
+    if wrong:
+        got = ", ".join(f"{k} {v}" for k, v in wrong.items())
+        raise RuntimeError(f"diffusers loaded the model in another precision than the requested {dtype} ({got})")
+
+
+def load_pipeline(model: Any, *, torch_dtype: torch.dtype | None = None, allow_pickle: bool = False,
+                  quiet: bool = False):
+    """A `StableDiffusionPipeline` from a pipeline object, a local folder or a hub id.
+    Weights load from safetensors only (`use_safetensors=True`) unless `allow_pickle`; a folder
+    with only pickled weights is refused naming it. `torch_dtype`: the precision to load in
+    (checked after loading). `quiet`: no diffusers/transformers notices or loading bars."""
     from diffusers import DiffusionPipeline, StableDiffusionPipeline
 
     if isinstance(model, DiffusionPipeline):
@@ -29,22 +110,32 @@ def load_pipeline(model: Any, *, torch_dtype: torch.dtype | None = None):
         raise ValueError(f"model must be a diffusers pipeline, a folder or a hub id, got {type(model).__name__}")
     path = Path(model).expanduser()
     kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
     if torch_dtype is not None:
-        kwargs["dtype"] = torch_dtype
+        kwargs[dtype_keyword()] = torch_dtype
     if path.exists():
         if not (path / "model_index.json").is_file():
             raise FileNotFoundError(f"{path} is not a diffusers Stable Diffusion folder (no model_index.json in it)")
-        return StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
-    looks_like_path = str(model).startswith((".", "/", "~")) or str(model).count("/") != 1
-    if looks_like_path:
-        raise FileNotFoundError(f"model folder {str(model)!r} does not exist")
-    try:
-        return StableDiffusionPipeline.from_pretrained(str(model), **kwargs)
-    except Exception as exc:  # network errors, missing repos, gated models...
-        raise FileNotFoundError(
-            f"could not load {str(model)!r} as a local folder or from the Hugging Face hub ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); pass a local Stable Diffusion folder instead"
-        ) from exc
+        if not allow_pickle:
+            check_no_pickled_weights(path)
+        with quiet_loading(quiet):
+            pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+    else:
+        looks_like_path = str(model).startswith((".", "/", "~")) or str(model).count("/") != 1
+        if looks_like_path:
+            raise FileNotFoundError(f"model folder {str(model)!r} does not exist")
+        try:
+            with quiet_loading(quiet):
+                pipe = StableDiffusionPipeline.from_pretrained(str(model), **kwargs)
+        except Exception as exc:  # network errors, missing repos, gated models, no safetensors...
+            raise FileNotFoundError(
+                f"could not load {str(model)!r} as a local folder or from the Hugging Face hub ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); pass a local Stable Diffusion folder instead"
+            ) from exc
+    if torch_dtype is not None:
+        check_loaded_dtype(pipe, torch_dtype)
+    return pipe
 
 
 _VOLATILE_CONFIG_KEYS = {"dtype", "torch_dtype", "transformers_version", "use_cache", "output_attentions"}

@@ -329,9 +329,11 @@ def test_onnx_check_catches_a_wrong_export(gen, tmp_path):
         check_onnx_export(gen.pipe.unet, path, latent_height=8, latent_width=8, batches=(1,))
 
 
-def test_tensorrt_backend_never_picks_xformers_attention(monkeypatch):
-    """The tensorrt backend exports the UNet to ONNX from an fp32 CPU copy: with xformers
-    installed on a GPU machine, 'auto' attention must still be SDPA for it."""
+@pytest.mark.parametrize("backend", ["tensorrt", "compile"])
+def test_compile_and_tensorrt_backends_never_pick_xformers_attention(monkeypatch, backend):
+    """The tensorrt backend exports the UNet to ONNX from an fp32 CPU copy, the compile backend
+    traces it with fullgraph=True, which xformers' attention breaks: with xformers installed on a
+    GPU machine, 'auto' attention must still be SDPA for both, and asking for xformers is refused."""
     from bridgedfast import optional
 
     monkeypatch.setattr(optional, "is_available", lambda name: True)
@@ -339,9 +341,9 @@ def test_tensorrt_backend_never_picks_xformers_attention(monkeypatch):
     gen = Generator.__new__(Generator)  # attention is resolved before any model is loaded
     gen.device = torch.device("cuda", 0)
     assert gen._resolve_attention("auto", "eager") == "xformers"
-    assert gen._resolve_attention("auto", "tensorrt") == "sdpa"
-    with pytest.raises(ValueError, match="tensorrt backend"):
-        gen._resolve_attention("xformers", "tensorrt")
+    assert gen._resolve_attention("auto", backend) == "sdpa"
+    with pytest.raises(ValueError, match=f"with the {backend} backend"):
+        gen._resolve_attention("xformers", backend)
 
 
 @pytest.mark.skipif(is_available("tensorrt"), reason="tensorrt is installed")

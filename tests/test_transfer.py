@@ -295,3 +295,34 @@ def test_bad_options_fail_before_writing_anything(fakes, tmp_path, kw, error, ma
     with pytest.raises(error, match=match):
         train(config(tmp_path, **kw))
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+# ---------------------------------------------------------------------------- synthetic classes must hold images
+
+
+def test_check_class_counts_counts_and_names_empty_classes():
+    labels = torch.tensor([0, 0, 2, 2, 2, 0])
+    with pytest.raises(ValueError, match=r"holds no images of classes 'bee' \(1 of 3 classes empty"):
+        tdata.check_class_counts(["ant", "bee", "cat"], labels)
+    assert tdata.check_class_counts(["ant", "bee"], torch.tensor([1, 0, 1, 1])) == [1, 3]
+
+
+def test_check_class_counts_warns_on_strongly_unequal_counts():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tdata.check_class_counts(["a", "b"], torch.tensor([0] * 4 + [1] * 16)) == [4, 16]  # exactly 4x: fine
+    with pytest.warns(RuntimeWarning, match=r"'b' has 17, 'a' has 4 \(more than 4x apart\)"):
+        tdata.check_class_counts(["a", "b"], torch.tensor([0] * 4 + [1] * 17))
+
+
+@pytest.mark.parametrize("mode", ["mixed", "bridged", "bridged++"])
+def test_a_synthetic_store_with_an_empty_class_is_refused_before_training(fakes, tmp_path, mode):
+    # an interrupted class-major generation: the classes are in the header, 'cat' has no image yet
+    syn = fakes["synthetic"]
+    keep = [i for i in range(len(syn)) if int(syn.labels[i]) != 2]
+    fakes["synthetic"] = FakeStore(CLASSES, [syn.image(i) for i in keep], syn.labels[keep])
+    with pytest.raises(ValueError, match=r"--synthetic store 'synthetic' holds no images of classes 'cat'"):
+        train(config(tmp_path, mode))
+    assert not (tmp_path / "out").exists()

@@ -61,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..distributed import env_rank, shutdown
     from ..generate import Generator
+    from ..sd import quiet_loading
 
     try:
-        gen = Generator(args.model, **model.values())
+        with quiet_loading(not generate.progress):  # no diffusers notices or loading bars under --no-progress
+            gen = Generator(args.model, **model.values())
         report = gen.generate(classes, out=args.out, **generate.values())
     finally:
         shutdown()

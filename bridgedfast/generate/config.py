@@ -12,6 +12,7 @@ from typing import Any
 
 from ..data.pack import ENCODING, JPEG_QUALITY
 from ..devices import DEVICE, INFERENCE_DTYPE
+from ..sd import ALLOW_PICKLE
 from ..options import BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SIZE, STR, Config, Kind, one_or_more, option, shared
 from .backends import BACKEND_NAMES
 from .prompts import DEFAULT_TEMPLATE, check_template_text
@@ -69,13 +70,14 @@ class GeneratorConfig(Config):
     backend: str = option("eager", STR, "eager PyTorch; compile = torch.compile with CUDA graphs; tensorrt = fp16 TensorRT "
                           "UNet engine (cached under $BRIDGEDFAST_CACHE or ~/.cache/bridgedfast)", choices=BACKEND_NAMES,
                           keyed=False)
-    attention: str = option("auto", STR, "attention kernels: auto = xformers on CUDA when installed, else PyTorch SDPA "
-                            "(always SDPA with --backend tensorrt)", choices=ATTENTION_NAMES, keyed=False)
+    attention: str = option("auto", STR, "attention kernels: auto = xformers with the eager backend on CUDA when installed, "
+                            "else PyTorch SDPA (always SDPA with --backend compile or tensorrt)", choices=ATTENTION_NAMES, keyed=False)
     dtype: str = shared(INFERENCE_DTYPE)
     scheduler: str | None = option(DEFAULT_SCHEDULER, SCHEDULER, nullable=True, help=
                                    f"sampler: {', '.join(SCHEDULERS)}, a diffusers scheduler class name, or 'model' to "
                                    "keep the model's own", check=_check_scheduler)
     device: str = shared(DEVICE, help="auto, cpu, cuda or cuda:N (under torchrun: each rank's GPU)")
+    allow_pickle: bool = shared(ALLOW_PICKLE)
     # Python API only:
     fuse_qkv: bool = option(True, BOOL, "fuse attention q/k/v projections into one matmul (SDPA attention only)",
                             surfaces=())

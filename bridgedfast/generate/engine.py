@@ -84,9 +84,9 @@ class Generator:
     """Synthetic images per class with a diffusers Stable Diffusion model.
 
     model: a `StableDiffusionPipeline`, a local diffusers folder or a hub id.
-    Options (`GeneratorConfig`): backend "eager" (PyTorch), "compile" (torch.compile, CUDA graphs
-    on GPU) or "tensorrt"; attention "auto" (xformers on CUDA when installed, else PyTorch SDPA;
-    always SDPA for the tensorrt backend), "sdpa" or "xformers"; dtype "auto" (fp16 on CUDA, fp32
+    Options (`GeneratorConfig`): backend "eager" (PyTorch), "compile" (torch.compile) or
+    "tensorrt"; attention "auto" (xformers with the eager backend on CUDA when installed, else
+    PyTorch SDPA: always SDPA for the compile and tensorrt backends), "sdpa" or "xformers"; dtype "auto" (fp16 on CUDA, fp32
     on CPU), "fp32", "fp16" or "bf16"; scheduler: a name from `bridgedfast.generate.SCHEDULERS`
     (default DPM-Solver++ multistep) or a diffusers scheduler class name, built from the model's
     scheduler config, None keeps the model's; fuse_qkv: fuse attention q/k/v projections into one
@@ -106,7 +106,7 @@ class Generator:
         self.backend_name = cfg.backend
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir is not None else default_cache_dir()
 
-        pipe = load_pipeline(model, torch_dtype=self.dtype)
+        pipe = load_pipeline(model, torch_dtype=self.dtype, allow_pickle=cfg.allow_pickle)
         if pipe.unet.dtype != self.dtype:  # a pipeline object given in another precision
             pipe.to(dtype=self.dtype)
         pipe.to(self.device)
@@ -125,19 +125,23 @@ class Generator:
 
     # -- set-up -----------------------------------------------------------------------------------
     def _resolve_attention(self, attention: str, backend: str) -> str:
-        """The tensorrt backend always uses SDPA: it exports the UNet to ONNX (tracing an fp32
-        copy on the CPU), and xformers' kernels neither export nor run on the CPU."""
+        """'auto' picks xformers only for the eager backend on CUDA (when installed): the tensorrt
+        backend exports the UNet to ONNX (tracing an fp32 copy on the CPU), which xformers'
+        kernels cannot be, and the compile backend traces the UNet with fullgraph=True, which
+        xformers' attention breaks; both get PyTorch SDPA (which torch.compile fuses itself)."""
         from ..optional import is_available, require
 
         if attention == "xformers":
-            if backend == "tensorrt":
-                raise ValueError("xformers attention cannot be used with the tensorrt backend (the UNet is exported to "
-                                 "ONNX, which xformers' kernels cannot be): use attention 'auto' or 'sdpa'")
+            if backend in ("tensorrt", "compile"):
+                why = ("the UNet is exported to ONNX, which xformers' kernels cannot be" if backend == "tensorrt" else
+                       "xformers' attention breaks torch.compile's fullgraph trace")
+                raise ValueError(f"xformers attention cannot be used with the {backend} backend ({why}): use attention "
+                                 "'auto' or 'sdpa'")
             require("xformers", "xformers attention")
             if self.device.type != "cuda":
                 raise ValueError(f"xformers attention needs a CUDA device, got {self.device}")
             return "xformers"
-        if attention == "auto" and backend != "tensorrt" and self.device.type == "cuda" and is_available("xformers"):
+        if attention == "auto" and backend == "eager" and self.device.type == "cuda" and is_available("xformers"):
             return "xformers"
         return "sdpa"
 

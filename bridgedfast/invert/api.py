@@ -131,7 +131,7 @@ def _load_model(model: Any, cfg: InvertConfig) -> tuple[Any, torch.device, torch
     given = isinstance(model, DiffusionPipeline)
     dtype = resolve_training_dtype(cfg.dtype, device,
                                    model.unet.dtype if given and getattr(model, "unet", None) is not None else None)
-    pipe = load_pipeline(model, torch_dtype=None if given else dtype)
+    pipe = load_pipeline(model, torch_dtype=None if given else dtype, allow_pickle=cfg.allow_pickle, quiet=not cfg.progress)
     multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
     if cfg.resolution % multiple:
         raise ValueError(f"resolution {cfg.resolution} must be a multiple of {multiple} for this model")

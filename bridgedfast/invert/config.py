@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..devices import DEVICE, TRAINING_DTYPE
+from ..sd import ALLOW_PICKLE
 from ..options import BOOL, FLOAT, INT, PATH, STR, STR_LIST, Config, option, shared
 from .text import check_templates, check_token_text
 
@@ -40,6 +41,7 @@ class InvertConfig(Config):
     checkpoint_every: int = option(200, INT, "steps between checkpoints", min=1, surfaces=("cli",))
     device: str = shared(DEVICE)
     dtype: str = shared(TRAINING_DTYPE)
+    allow_pickle: bool = shared(ALLOW_PICKLE)
     gradient_checkpointing: bool = option(False, BOOL, "recompute UNet activations in backward (less memory)",
                                           surfaces=("cli",))
     compile: bool = option(False, BOOL, "torch.compile the UNet", surfaces=("cli",))

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ..data import ImageStore, MixedLoader
     from .config import StageConfig, TrainConfig
 
-__all__ = ["RunData", "open_store", "write_subset", "open_subset", "check_classes", "synthetic_prefix",
+__all__ = ["RunData", "open_store", "write_subset", "open_subset", "check_classes", "check_class_counts",
+           "IMBALANCE_WARN_RATIO", "synthetic_prefix",
            "generated_per_class", "make_train_loader",
            "make_train_augment", "make_eval_augment", "make_mixup", "iterate_eval"]
 
@@ -90,6 +91,31 @@ def check_classes(real: Sequence[str], synthetic: Sequence[str]) -> None:
     missing = [c for c in real if c not in syn_set]
     if missing:
         raise ValueError(f"synthetic store has no class for real classes {few(missing)} (classes are matched by exact name)")
+
+
+#: check_class_counts warns when the fullest class holds more than this many times the images
+#: of the emptiest (non-empty) one.
+IMBALANCE_WARN_RATIO = 4.0
+
+
+def check_class_counts(classes: Sequence[str], labels: torch.Tensor, what: str = "synthetic store") -> list[int]:
+    """Images per class of a store (`labels` index `classes`): a class with no image is an error
+    naming it (an interrupted class-major generation, a hand-built store), and counts that differ
+    by more than IMBALANCE_WARN_RATIO (max / min) are warned about. Returns the counts."""
+    import warnings
+
+    counts = torch.bincount(labels.to(torch.int64), minlength=len(classes)).tolist()[:len(classes)] if len(labels) \
+        else [0] * len(classes)
+    empty = [c for c, n in zip(classes, counts) if n == 0]
+    if empty:
+        shown = ", ".join(repr(n) for n in empty[:5]) + (f" (+{len(empty) - 5} more)" if len(empty) > 5 else "")
+        raise ValueError(f"{what} holds no images of classes {shown} ({len(empty)} of {len(classes)} classes empty: "
+                         "an interrupted generation? re-run it to finish the store)")
+    if counts and max(counts) > IMBALANCE_WARN_RATIO * min(counts):
+        hi, lo = max(range(len(counts)), key=counts.__getitem__), min(range(len(counts)), key=counts.__getitem__)
+        warnings.warn(f"{what}: unequal images per class: {classes[hi]!r} has {counts[hi]}, {classes[lo]!r} has "
+                      f"{counts[lo]} (more than {IMBALANCE_WARN_RATIO:g}x apart)", RuntimeWarning, stacklevel=2)
+    return counts
 
 
 def make_train_augment(image_size: int, *, scale: tuple[float, float], ratio: tuple[float, float], hflip: float,
@@ -169,6 +195,7 @@ class RunData:
             check_classes(self.classes, self.synthetic.classes)
             if cfg.synthetic_per_class is not None:
                 self.synthetic = synthetic_prefix(self.synthetic, cfg.synthetic_per_class)
+            check_class_counts(self.synthetic.classes, self.synthetic.labels, f"--synthetic store {str(cfg.synthetic)!r}")
         if cfg.shots is not None:
             self.train_indices = few_shot_split(self.real_train.labels, cfg.shots, cfg.split_seed, self.classes)
         else:
