@@ -19,3 +19,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """The tiny random-weight Stable Diffusion folder (bridgedfast.testing), built once per session.
+    Tests only read it; a test that needs a variant copies it first."""
+    from bridgedfast.testing import tiny_stable_diffusion
+
+    return tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))

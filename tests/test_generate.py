@@ -19,11 +19,6 @@ SIZE = 32
 CLASSES = ["cat", "red_car"]
 
 
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory):
-    return tiny_stable_diffusion(tmp_path_factory.getbasetemp() / "tiny-sd")
-
-
 @pytest.fixture(scope="module")
 def gen(tiny_sd):
     return Generator(tiny_sd, device="cpu")

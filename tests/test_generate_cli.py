@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 
 from bridgedfast.cli import main
-from bridgedfast.testing import tiny_stable_diffusion
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = "cat,red_car,dog"
 PER_CLASS = 3
 TOTAL = 9
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory):
-    return tiny_stable_diffusion(tmp_path_factory.getbasetemp() / "tiny-sd")
 
 
 def args_for(model, out, *extra) -> list[str]:

@@ -13,17 +13,11 @@ import torch
 
 from bridgedfast.data import ImageStore, ImageStoreWriter
 from bridgedfast.generate import Generator, init_image, seed_for
-from bridgedfast.testing import tiny_stable_diffusion
 
 STEPS = 4
 SIZE = 32
 CLASSES = ["cat", "red_car"]
 SCHEDULERS = {"ddim": "DDIMScheduler", "euler-a": "EulerAncestralDiscreteScheduler"}
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory):
-    return tiny_stable_diffusion(tmp_path_factory.getbasetemp() / "tiny-sd")
 
 
 @pytest.fixture(scope="session")

@@ -15,16 +15,11 @@ import torch.nn.functional as F
 from bridgedfast.invert import StyleTextEncoder, invert_style, load_style, read_style, save_style
 from bridgedfast.invert.images import open_images, preprocess
 from bridgedfast.invert.train import DEFAULT_TEMPLATES, StyleTrainer, init_embedding
-from bridgedfast.testing import image_folder, tiny_stable_diffusion
+from bridgedfast.testing import image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "<tiny-style>"
 FAST = dict(resolution=32, progress=False)  # the tiny model's native size
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory) -> Path:
-    return tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,6 @@ import torch
 
 from bridgedfast import sd
 from bridgedfast.generate import Generator
-from bridgedfast.testing import tiny_stable_diffusion
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    return tiny_stable_diffusion(tmp_path_factory.getbasetemp() / "tiny-sd")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 
 from bridgedfast.data import MixedSampler, batch_seed
 from bridgedfast.generate import seed_for
-from bridgedfast.testing import image_folder, tiny_stable_diffusion
+from bridgedfast.testing import image_folder
 
 PINS = json.loads((Path(__file__).parent / "stable_keys.json").read_text())
 
@@ -92,11 +92,6 @@ def test_recorded_training_configuration(tmp_path):
                       hflip=0.3)
     recorded = recorded_config(cfg.resolved())
     assert json.loads(json.dumps(recorded).replace(str(tmp_path), "TMP")) == PINS["train_recorded"]
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    return tiny_stable_diffusion(tmp_path_factory.mktemp("sd") / "sd", image_size=32)
 
 
 def test_style_checkpoint_and_generation_configurations(tiny_sd, tmp_path):
