@@ -14,7 +14,7 @@ from ..data.pack import ENCODING, JPEG_QUALITY
 from ..devices import DEVICE, INFERENCE_DTYPE
 from ..sd import ALLOW_PICKLE
 from ..options import BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SIZE, STR, Config, Kind, one_or_more, option, shared
-from .backends import BACKEND_NAMES
+from .backends import BACKEND_NAMES, COMPILE_MODES
 from .prompts import DEFAULT_TEMPLATE, check_template_text
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, check_scheduler_name
 
@@ -83,7 +83,11 @@ class GeneratorConfig(Config):
                             surfaces=())
     channels_last: bool | None = option(None, BOOL, "channels_last UNet and VAE (default: on CUDA)", surfaces=())
     max_auto_batch: int = option(32, INT, "the largest batch batch_size='auto' picks", min=1, surfaces=())
-    compile_mode: str | None = option(None, STR, "torch.compile mode (default: max-autotune on CUDA)", surfaces=())
+    compile_mode: str | None = option(None, STR, "torch.compile mode for --backend compile: reduce-overhead (CUDA graphs, "
+                                      "no autotuning), max-autotune (adds Triton "
+                                      "autotuning: many more minutes of compiling), max-autotune-no-cudagraphs "
+                                      "or default (default: reduce-overhead on CUDA, default on CPU)",
+                                      nullable=True, choices=COMPILE_MODES, keyed=False)
     cache_dir: str | Path | None = option(None, PATH, "engine cache folder (default: $BRIDGEDFAST_CACHE or "
                                           "~/.cache/bridgedfast)", surfaces=())
 
