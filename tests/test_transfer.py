@@ -203,6 +203,33 @@ def test_optimizer_state_roundtrip_through_flat_form():
                 assert torch.equal(torch.as_tensor(restored["state"][pid][k]), torch.as_tensor(v))
 
 
+@pytest.mark.parametrize("name, match", [
+    ("../outside.safetensors", "model_file must be a file name inside the run folder, got '../outside.safetensors'"),
+    ("{outside}", "model_file must be a file name inside the run folder"),  # an absolute path
+    ("sub/model-s1-e1.safetensors", "model_file must be a file name inside the run folder"),
+    ("state.json", "model_file must be a file name inside the run folder"),
+    ("model-s9-e9.safetensors", "names model_file 'model-s9-e9.safetensors', which is not a file in"),
+    (7, "model_file must be a file name inside the run folder, got 7"),
+])
+def test_checkpoint_file_names_from_state_json_are_checked_before_use(tmp_path, name, match):
+    from safetensors.torch import save_file
+
+    from bridgedfast.transfer.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tmp_path / "run" / "checkpoint"
+    save_checkpoint(folder, model_state={"w": torch.ones(2)}, optimizer_state=None, state={"stage": 1, "epoch": 1})
+    assert torch.equal(load_checkpoint(folder)[1]["w"], torch.ones(2))
+    outside = tmp_path / "run" / "outside.safetensors"  # a readable file the name would reach
+    save_file({"w": torch.zeros(2)}, str(outside))
+    (folder / "sub").mkdir()
+    save_file({"w": torch.zeros(2)}, str(folder / "sub" / "model-s1-e1.safetensors"))
+    state = json.loads((folder / "state.json").read_text())
+    state["model_file"] = name.format(outside=outside) if isinstance(name, str) else name
+    (folder / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=match):
+        load_checkpoint(folder)
+
+
 def test_config_defaults_are_resolved_and_documented():
     cfg = TrainConfig(model=MODEL, real_train="a", real_test="b", out="o", mode="bridged++", synthetic="s").resolved()
     s1, s2 = cfg.stage1, cfg.stage2
