@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "fsync_dir", "is_temporary", "temporary_path"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "check_output_path", "fsync_dir", "is_temporary",
+           "temporary_path"]
 
 # `.NAME.PID.tmp.SUFFIX`: the target's suffix stays last, so writers that pick a format from
 # the file name (PIL, matplotlib) still do.
@@ -79,3 +80,30 @@ def atomic_write_json(path: str | Path, payload: Any, *, indent: int | None = 2,
     """JSON (values it cannot encode written as their str()), one trailing newline."""
     text = json.dumps(payload, indent=indent, sort_keys=sort_keys, default=str) + "\n"
     return atomic_write_text(path, text, durable=durable)
+
+
+def check_output_path(path: str | Path, what: str, *, folder: bool, marker: str | None = None,
+                      marker_what: str = "", marker_ok: bool = False) -> Path:
+    """`path` (user expanded) if it can be written as an output: a `folder` or a file. ValueError, one
+    line naming `what`, when an existing part of it is a file where a folder must be (creating it
+    would fail half-way), when it is a folder where a file goes or a file where a folder goes, or
+    when it lies inside (or, unless `marker_ok`, is) a folder holding `marker`: a file that says
+    what the folder is, e.g. an image store's header (`marker_what`: "an image store").
+    Commands call it before any work starts."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if folder and not p.is_dir():
+            raise ValueError(f"{what} {str(p)!r} is a file; it must be a folder (or a path to create)")
+        if not folder and p.is_dir():
+            raise ValueError(f"{what} {str(p)!r} is a folder; it must be a file path")
+    for parent in p.absolute().parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{what} {str(p)!r} cannot be created: {str(parent)!r} is a file, not a folder")
+    if marker is not None:
+        kind = marker_what or f"a folder holding {marker}"
+        if folder and not marker_ok and (p / marker).is_file():
+            raise ValueError(f"{what} {str(p)!r} is {kind}; choose another folder")
+        for owner in p.absolute().parents:
+            if (owner / marker).is_file():
+                raise ValueError(f"{what} {str(p)!r} lies inside {str(owner)!r}, {kind}; choose another path")
+    return p

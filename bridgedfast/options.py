@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,8 @@ from typing import Any, Callable, ClassVar, Iterable, Literal, Mapping, Sequence
 __all__ = [
     "REQUIRED", "Kind", "Option", "Config", "option", "spec", "shared", "OptionError", "Naming",
     "INT", "POSITIVE_INT", "FLOAT", "STR", "BOOL", "PATH", "INT_OR_AUTO", "SIZE", "FLOAT_PAIR", "STR_LIST", "MAPPING",
-    "list_of", "one_or_more",
-    "HelpFormatter", "RawHelpFormatter", "check_option", "unknown_key_error", "python_name", "flag_name",
+    "list_of", "one_or_more", "SEED_RANGE", "INT64_MIN", "INT64_MAX",
+    "HelpFormatter", "RawHelpFormatter", "check_option", "check_fields", "unknown_key_error", "python_name", "flag_name",
     "dashed_name", "takes_options",
 ]
 
@@ -42,6 +43,10 @@ class _Required:
 
 
 REQUIRED: Any = _Required()  # default of an option that has none: the caller must give it
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # every integer option fits in int64 (torch, numpy, files)
+#: The range of a seed option: `option(0, INT, "...", **SEED_RANGE)` (a larger one would wrap).
+SEED_RANGE: dict[str, int] = {"min": 0, "max": INT64_MAX}
 
 
 class OptionError(ValueError):
@@ -314,6 +319,10 @@ def shared(base: Mapping[str, Any], **changes: Any) -> Any:
 Naming = Callable[[str], str]  # option name -> how the caller spells it in messages
 
 
+def _number_text(value: float, integer: bool) -> str:
+    return str(int(value)) if integer else f"{value:g}"
+
+
 def _range_text(opt: Option, terse: bool) -> str:
     lo, hi = opt.min, opt.max
     kind = opt.kind.item or opt.kind
@@ -322,11 +331,25 @@ def _range_text(opt: Option, terse: bool) -> str:
     positive = (lo == 1 and integer and not opt.min_open) or (lo == 0 and opt.min_open)
     if hi is None and positive:
         return "positive" if terse else f"a positive {noun}"
+    lo_text = None if lo is None else _number_text(lo, integer)
+    hi_text = None if hi is None else _number_text(hi, integer)
     if hi is None:
-        return f"{'>' if opt.min_open else '>='} {lo:g}"
+        return f"{'>' if opt.min_open else '>='} {lo_text}"
     if lo is None:
-        return f"{'<' if opt.max_open else '<='} {hi:g}"
-    return f"in {'(' if opt.min_open else '['}{lo:g}, {hi:g}{')' if opt.max_open else ']'}"
+        return f"{'<' if opt.max_open else '<='} {hi_text}"
+    return f"in {'(' if opt.min_open else '['}{lo_text}, {hi_text}{')' if opt.max_open else ']'}"
+
+
+def _bad_number(value: Any) -> str | None:
+    """What is wrong with a converted value's numbers, if anything: a non-finite float (inf, nan:
+    no option means them) or an integer beyond int64. Looks into lists and tuples."""
+    if isinstance(value, (list, tuple)):
+        return next((why for why in map(_bad_number, value) if why), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        return f"an integer in [{INT64_MIN}, {INT64_MAX}]"
+    return None
 
 
 def check_option(opt: Option, value: Any, name: str, *, terse: bool = False, kind_only: bool = False) -> Any:
@@ -370,6 +393,11 @@ def _check_value(opt: Option, value: Any, name: str, terse: bool) -> Any:
         high = opt.max is not None and (value >= opt.max if opt.max_open else value > opt.max)
         if low or high or value != value:  # NaN fits no range
             raise OptionError(f"{name} must be {_range_text(opt, terse)}, got {value!r}")
+    for item, item_name in ([(x, f"{name}[{i}]") for i, x in enumerate(value)] if isinstance(value, list)
+                            else [(value, name)]):
+        bad = _bad_number(item)
+        if bad is not None:
+            raise OptionError(f"{item_name} must be {bad}, got {item!r}")
     if opt.check is not None:
         try:
             opt.check(value, name)
@@ -378,6 +406,17 @@ def _check_value(opt: Option, value: Any, name: str, terse: bool) -> Any:
         except ValueError as exc:
             raise OptionError(str(exc)) from None
     return value
+
+
+def check_fields(text: str, allowed: Sequence[str], name: str) -> None:
+    """ValueError unless every `{...}` field in the template `text` is one of `allowed` (e.g.
+    "{}", "{style}"): an unknown field would stay in the prompt literally."""
+    import re
+
+    unknown = [f for f in re.findall(r"\{[^{}]*\}", text) if f not in allowed]
+    if unknown:
+        raise ValueError(f"{name} {text!r} has an unknown field {unknown[0]} (a template may hold "
+                         f"{' and '.join(allowed)} only)")
 
 
 def unknown_key_error(key: str, full: str, known: Iterable[str]) -> OptionError:

@@ -17,7 +17,8 @@ import torch
 from .options import BOOL, spec
 
 __all__ = ["load_pipeline", "model_fingerprint", "dtype_keyword", "quiet_loading", "check_no_pickled_weights",
-           "check_loaded_dtype", "PICKLED_WEIGHTS", "ALLOW_PICKLE"]
+           "check_loaded_dtype", "check_model_folder", "check_model_source", "PICKLED_WEIGHTS", "ALLOW_PICKLE",
+           "SD_COMPONENTS"]
 
 
 #: The opt-in to pickled model weights, shared by every step that loads a Stable Diffusion folder.
@@ -27,6 +28,8 @@ ALLOW_PICKLE = spec(False, BOOL, "load a model folder's pickled weights (.bin) w
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: The pipeline components that hold weights, checked after loading for the requested dtype.
 WEIGHTED_COMPONENTS = ("unet", "vae", "text_encoder")
+#: What a Stable Diffusion folder must hold (model_index.json lists them, each in its sub-folder).
+SD_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
 def dtype_keyword() -> str:
@@ -84,6 +87,52 @@ def check_no_pickled_weights(folder: Path) -> None:
                          "pass --allow-pickle (option allow_pickle) if you trust the folder")
 
 
+def check_model_folder(folder: Path) -> None:
+    """A local diffusers Stable Diffusion folder is complete, checked without loading it: a
+    readable model_index.json listing every SD_COMPONENTS entry, and each component it lists in
+    its own sub-folder (weighted ones with their config.json and a weights file). ValueError
+    naming the missing part (diffusers would fail deep inside loading, after minutes)."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{str(folder)!r} is not a diffusers Stable Diffusion folder (no model_index.json in it)")
+    try:
+        index = json.loads(index_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"model folder {str(folder)!r}: model_index.json is not valid JSON ({exc})") from None
+    if not isinstance(index, dict):
+        raise ValueError(f"model folder {str(folder)!r}: model_index.json must be a JSON object")
+    listed = {k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None}
+    unlisted = [c for c in SD_COMPONENTS if c not in listed]
+    if unlisted:
+        raise ValueError(f"model folder {str(folder)!r} is missing the component {unlisted[0]!r} (model_index.json does "
+                         "not list it): a Stable Diffusion model needs " + ", ".join(SD_COMPONENTS))
+    for name in sorted(listed):
+        sub = folder / name
+        if not sub.is_dir() or not any(sub.iterdir()):
+            raise ValueError(f"model folder {str(folder)!r} is missing the component {name!r} (no {name}/ sub-folder "
+                             "with its files; model_index.json lists it)")
+        if name in WEIGHTED_COMPONENTS:
+            if not (sub / "config.json").is_file():
+                raise ValueError(f"model folder {str(folder)!r}: component {name!r} has no {name}/config.json")
+            if not any(f.suffix == ".safetensors" or f.suffix in PICKLED_WEIGHTS for f in sub.iterdir()):
+                raise ValueError(f"model folder {str(folder)!r}: component {name!r} has no weights file in {name}/")
+
+
+def check_model_source(model: Any, allow_pickle: bool = False) -> None:
+    """What can be checked of a model argument without loading it: a local folder must be a
+    complete Stable Diffusion folder (`check_model_folder`) without pickled-only weights (unless
+    `allow_pickle`); a path that does not exist is an error unless it reads as a hub id."""
+    if not isinstance(model, (str, Path)):
+        return
+    path = Path(model).expanduser()
+    if path.exists():
+        check_model_folder(path)
+        if not allow_pickle:
+            check_no_pickled_weights(path)
+    elif str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+        raise FileNotFoundError(f"model folder {str(model)!r} does not exist")
+
+
 def check_loaded_dtype(pipe: Any, dtype: torch.dtype) -> None:
     """The weighted components must be in `dtype` (catches a diffusers that ignored the keyword)."""
     wrong = {name: getattr(pipe, name).dtype for name in WEIGHTED_COMPONENTS
@@ -114,17 +163,17 @@ def load_pipeline(model: Any, *, torch_dtype: torch.dtype | None = None, allow_p
         kwargs["use_safetensors"] = True
     if torch_dtype is not None:
         kwargs[dtype_keyword()] = torch_dtype
+    check_model_source(path if path.exists() else model, allow_pickle)
     if path.exists():
-        if not (path / "model_index.json").is_file():
-            raise FileNotFoundError(f"{path} is not a diffusers Stable Diffusion folder (no model_index.json in it)")
-        if not allow_pickle:
-            check_no_pickled_weights(path)
-        with quiet_loading(quiet):
-            pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+        from safetensors import SafetensorError
+
+        try:
+            with quiet_loading(quiet):
+                pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
+        except (OSError, SafetensorError) as exc:  # e.g. a damaged weights or tokenizer file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(f"cannot load model folder {str(path)!r} ({type(exc).__name__}: {first})") from exc
     else:
-        looks_like_path = str(model).startswith((".", "/", "~")) or str(model).count("/") != 1
-        if looks_like_path:
-            raise FileNotFoundError(f"model folder {str(model)!r} does not exist")
         try:
             with quiet_loading(quiet):
                 pipe = StableDiffusionPipeline.from_pretrained(str(model), **kwargs)

@@ -22,6 +22,18 @@ class CLIError(Exception):
     """A problem with the user's arguments or input: printed as one line, exit code 2."""
 
 
+def check_output(path: str, what: str, *, folder: bool, store_ok: bool = False):
+    """The output path `path` (flag `what`) checked before a command does any work (see
+    `bridgedfast.files.check_output_path`): an existing part of it that is a file where a folder
+    must be, a folder where a file goes, or a path inside an image store (or, unless `store_ok`:
+    the output is resumed as a store, an image store itself) is one clear error line."""
+    from ..data.format import HEADER_FILE
+    from ..files import check_output_path
+
+    return check_output_path(path, what, folder=folder, marker=HEADER_FILE, marker_what="an image store",
+                             marker_ok=store_ok)
+
+
 def _load_commands() -> dict[str, ModuleType]:
     modules = {}
     for name in COMMANDS:
@@ -67,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(modules[args.command].run(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, NotADirectoryError, MissingDependency) as exc:
+    except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError, MissingDependency) as exc:
         print(f"bridgedfast {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import re
 
-    from . import CLIError
+    from . import CLIError, check_output
     from ..benchrun import run_benchmarks
 
     # Checked here: each script would otherwise fail on them one after the other.
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise CLIError(f"--device {args.device!r}: no CUDA GPU is visible")
+    if args.results_dir is not None:
+        check_output(args.results_dir, "--results-dir", folder=True)
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     summary = run_benchmarks(
         device=args.device, threads=args.threads, only=only, quick=args.quick, benchmarks_dir=args.benchmarks_dir,

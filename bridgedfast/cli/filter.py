@@ -31,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from ..filter import FilterConfig, filter_store
     from ..options import flag_name
 
+    from . import check_output
+
     cfg = FilterConfig.from_args(args).validate(flag_name)
+    check_output(args.out, "--out", folder=True, store_ok=True)  # a store: re-running resumes it
     report = filter_store(args.synthetic, args.out, **cfg.values())
     print(json.dumps(report.as_dict()) if args.json else f"bridgedfast filter: {report} -> {report.out}")
     return 0

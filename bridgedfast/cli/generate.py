@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import CLIError
-    from ..generate.config import GenerateConfig, GeneratorConfig
+    from . import CLIError, check_output
+    from ..sd import check_model_source
+    from ..generate.config import GenerateConfig, GeneratorConfig, check_device_settings
     from ..options import flag_name
 
     if args.classes is not None:
@@ -52,12 +53,17 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.classes_from).exists():
             raise FileNotFoundError(f"--classes-from store {args.classes_from!r} does not exist")
         classes = ImageStore(args.classes_from)
-    generate = GenerateConfig.from_args(args).validate(flag_name)  # before the model is loaded
+    # Everything that needs no model is checked before it is loaded.
+    generate = GenerateConfig.from_args(args).validate(flag_name)
     model = GeneratorConfig.from_args(args).validate(flag_name)
+    check_device_settings(model, flag_name)
+    check_output(args.out, "--out", folder=True, store_ok=True)  # a store: re-running resumes it
     from ..generate.prepare import check_prompt_options
-    from ..generate.prompts import class_names
+    from ..generate.prompts import check_template, class_names, read_style
 
     check_prompt_options(generate, class_names(classes))
+    check_template(generate.template, read_style(generate.style, generate.style_token) if generate.style else None)
+    check_model_source(args.model, model.allow_pickle)
 
     from ..distributed import env_rank, shutdown
     from ..generate import Generator

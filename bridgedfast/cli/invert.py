@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import CLIError
+    from . import CLIError, check_output
     from ..invert import invert_style
+    from ..sd import check_model_source
     from ..invert.config import InvertConfig
     from ..options import flag_name
 
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--resume and --no-resume exclude each other")
     resume = False if args.no_resume else (args.resume if args.resume is not None else True)
     cfg = InvertConfig.from_args(args).validate(flag_name)
+    check_output(args.out, "--out", folder=False)
+    if cfg.cache_dir is not None:
+        check_output(cfg.cache_dir, "--cache-dir", folder=True)
+    check_model_source(args.model, cfg.allow_pickle)  # a model folder's missing part, before the data is read
     if not cfg.progress:
         import diffusers.utils.logging
         import transformers.utils.logging

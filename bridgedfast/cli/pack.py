@@ -22,10 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import check_output
     from ..data.pack import PackConfig, pack_folder
     from ..options import flag_name
 
     cfg = PackConfig.from_args(args).validate(flag_name)
+    check_output(args.dst, "DST", folder=True)
     start = time.perf_counter()
     report = pack_folder(args.src, args.dst, **cfg.values())
     seconds = time.perf_counter() - start

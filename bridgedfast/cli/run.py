@@ -34,11 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from . import check_output
     from ..experiment import load_experiment, run_experiment
 
-    exp = load_experiment(args.experiment)
+    exp = load_experiment(args.experiment)  # the file's `out` is checked with the rest of it
     if args.out is not None:
-        exp.out = str(Path(args.out).resolve())
+        exp.out = str(check_output(args.out, "--out", folder=True).resolve())
     report = run_experiment(exp, progress=not args.no_progress)
     print(f"done: {report} (and {report.with_suffix('.html')})")
     return 0

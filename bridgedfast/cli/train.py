@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_comparison(runs, groups))
         return 0
     config = build_config(args)
+    from . import check_output
+
+    check_output(config.out, "--out", folder=True)
     from ..transfer import train
 
     results = train(config)

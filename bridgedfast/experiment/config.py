@@ -20,14 +20,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..data.pack import PackConfig
 from ..filter.config import FilterConfig
 from ..generate.config import GenerateConfig, GeneratorConfig
 from ..invert.config import InvertConfig
-from ..options import (BOOL, FLOAT, INT, MAPPING, STR, Option, OptionError, check_option, list_of, one_or_more,
-                       unknown_key_error)
+from ..options import (BOOL, FLOAT, INT, MAPPING, SEED_RANGE, STR, Option, OptionError, check_fields, check_option,
+                       list_of, one_or_more, unknown_key_error)
 from ..transfer.config import MODES, StageConfig, TrainConfig
 
 __all__ = ["Experiment", "ExperimentError", "SECTIONS", "describe_sections", "load_experiment", "parse_experiment",
@@ -47,6 +45,13 @@ def _positive_items(values: list[int | None], name: str) -> None:
 def _style_template(value: str, name: str) -> None:
     if "{}" not in value or "{token}" not in value:
         raise ValueError(f"{name} must contain '{{}}' and '{{token}}', got {value!r}")
+    check_fields(value, ("{}", "{token}"), name)
+
+
+def _seed_items(values: list[int], name: str) -> None:
+    for i, seed in enumerate(values):
+        if not SEED_RANGE["min"] <= seed <= SEED_RANGE["max"]:
+            raise ValueError(f"{name}[{i}] must be a seed in [{SEED_RANGE['min']}, {SEED_RANGE['max']}], got {seed!r}")
 
 
 def _default(config: type, name: str, default: Any) -> Option:
@@ -75,7 +80,7 @@ SECTIONS: dict[str, list[Option]] = {
         Option("test", STR, None, "held-out real images (folder or store); null: split `real`"),
         Option("test_fraction", FLOAT, 0.2, "per-class share of `real` held out for testing when `test` is not given",
                min=0.0, max=1.0, min_open=True, max_open=True),
-        Option("split_seed", INT, 0, "seed of that split"),
+        Option("split_seed", INT, 0, "seed of that split", **SEED_RANGE),
         Option("shots", list_of(INT, nullable_items=True), [None], "real training images per class, one run each; "
                "null = all, e.g. [1, 5, null]", check=_positive_items),
         *PackConfig.exposed("yaml"),
@@ -100,7 +105,7 @@ SECTIONS: dict[str, list[Option]] = {
         *[o.replace(default=None) if o.default is not None and o.name not in ("model", "pretrained", "device") else o
           for o in TrainConfig.exposed("yaml") if o.name != "model"],
         Option("modes", list_of(STR, choices=MODES), list(MODES), "training modes, one run each"),
-        Option("seeds", list_of(INT), [0], "training seeds, one run each"),
+        Option("seeds", list_of(INT), [0], "training seeds, one run each", check=_seed_items),
         Option("stage1_epochs", INT, None, "epochs of the synthetic stage (default: epochs)", min=1),
         Option("stage2_epochs", INT, None, "epochs of the real stage (default: epochs)", min=1),
         Option("options", MAPPING, {}, "any further `bridgedfast train` setting by its Python name "
@@ -260,6 +265,7 @@ def _check_values(exp: Experiment, base: Path) -> None:
         looks_like_hub_id = not model.startswith((".", "/", "~")) and model.count("/") == 1
         if not looks_like_hub_id and not _resolve(model, base).exists():
             raise ExperimentError(f"generation.model: {model!r} is neither an existing folder nor a hub id (org/name)")
+        _check_generation_setup(exp, base)
     if not exp.training.modes:
         raise ExperimentError("training.modes must list at least one of " + ", ".join(MODES))
     if not exp.training.seeds:
@@ -271,6 +277,35 @@ def _check_values(exp: Experiment, base: Path) -> None:
     if pretrained not in ("timm", "none") and not _resolve(pretrained, base).exists():
         raise ExperimentError(f"training.pretrained: {pretrained!r} is neither 'timm', 'none' nor an existing file")
     _check_training(exp)
+
+
+def _check_generation_setup(exp: Experiment, base: Path) -> None:
+    """The model folder is complete and GPU-only settings do not meet a CPU (both cheap)."""
+    from ..generate.config import check_device_settings
+    from ..sd import check_model_folder
+
+    model = _resolve(exp.generation.model, base)
+    try:
+        if model.exists():
+            check_model_folder(model)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ExperimentError(f"generation.model: {exc}") from None
+    generator = GeneratorConfig(**step_options(exp.generation, GeneratorConfig))
+    try:
+        check_device_settings(generator, lambda name: f"generation.{name}")
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def _check_out(exp: Experiment) -> None:
+    """`out` is a folder that can be made (no file in its way) and not an image store."""
+    from ..data.format import HEADER_FILE
+    from ..files import check_output_path
+
+    try:
+        check_output_path(exp.out, "out", folder=True, marker=HEADER_FILE, marker_what="an image store")
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
 
 
 def _check_studies(exp: Experiment, base: Path) -> None:
@@ -375,16 +410,14 @@ def parse_experiment(raw: Any, *, base: str | Path = ".") -> Experiment:
     except OptionError as exc:
         raise ExperimentError(str(exc)) from None
     _resolve_paths(exp, base)
+    _check_out(exp)
     return exp
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """Reads and validates an experiment YAML file."""
+    from ..yamlfile import load_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"experiment file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ExperimentError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    raw = load_yaml(path, "experiment file")  # one line for invalid YAML or a duplicate key
     return parse_experiment(raw, base=path.resolve().parent)

@@ -13,12 +13,13 @@ from typing import Any
 from ..data.pack import ENCODING, JPEG_QUALITY
 from ..devices import DEVICE, INFERENCE_DTYPE
 from ..sd import ALLOW_PICKLE
-from ..options import BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SIZE, STR, Config, Kind, one_or_more, option, shared
+from ..options import (BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SEED_RANGE, SIZE, STR, Config, Kind, Naming,
+                       one_or_more, option, python_name, shared)
 from .backends import BACKEND_NAMES, COMPILE_MODES
 from .prompts import DEFAULT_TEMPLATE, check_template_text
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, check_scheduler_name
 
-__all__ = ["ATTENTION_NAMES", "GeneratorConfig", "GenerateConfig", "store_size_pair"]
+__all__ = ["ATTENTION_NAMES", "GeneratorConfig", "GenerateConfig", "check_device_settings", "store_size_pair"]
 
 ATTENTION_NAMES = ("auto", "sdpa", "xformers")
 
@@ -118,7 +119,7 @@ class GenerateConfig(Config):
     steps: int = option(25, INT, "sampling steps", min=1)
     height: int = option(512, INT, "image height (multiple of 8)", min=1, check=_multiple_of_8)
     width: int = option(512, INT, "image width (multiple of 8)", min=1, check=_multiple_of_8)
-    seed: int = option(0, INT, "base seed; image (c, i) uses seed_for(seed, c, i)", min=0)
+    seed: int = option(0, INT, "base seed; image (c, i) uses seed_for(seed, c, i)", **SEED_RANGE)
     batch_size: int | str = option("auto", INT_OR_AUTO, "images per batch, or auto: the largest that fits in GPU memory "
                                    "(8 on CPU)", min=1)
     store_size: int | tuple[int, int] | None = option(None, SIZE, "resize images to N or HxW before storing",
@@ -126,3 +127,23 @@ class GenerateConfig(Config):
     encoding: str = shared(ENCODING)
     quality: int = shared(JPEG_QUALITY, surfaces=("cli",))
     progress: bool = option(True, BOOL, "progress bar", flag="--no-progress", surfaces=("cli",), keyed=False)
+
+
+def check_device_settings(cfg: GeneratorConfig, naming: Naming = python_name) -> None:
+    """GPU-only settings meeting a CPU device are refused before anything is loaded: fp16 (the CPU
+    has no fast half-precision kernels: a step takes minutes) and the compile and tensorrt
+    backends (compiling the UNet for the CPU takes longer than it saves; TensorRT needs CUDA).
+    A machine without a GPU runs `device auto` on the CPU, so the GPU recipe fails here at once
+    instead of hanging."""
+    from ..devices import resolve_device
+
+    device = resolve_device(cfg.device)
+    if device.type != "cpu":
+        return
+    where = "the CPU" if cfg.device == "cpu" else f"the CPU ({naming('device')} {cfg.device}: no CUDA GPU is visible)"
+    if cfg.dtype == "fp16":
+        raise ValueError(f"{naming('dtype')} fp16 needs a CUDA GPU and would run on {where}: use {naming('dtype')} "
+                         "fp32 (or auto) there")
+    if cfg.backend != "eager":
+        raise ValueError(f"{naming('backend')} {cfg.backend} needs a CUDA GPU and would run on {where}: use "
+                         f"{naming('backend')} eager there")

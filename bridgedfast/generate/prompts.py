@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..options import check_fields
+
 DEFAULT_TEMPLATE = "a photo of a {}"
 STYLE_PLACEHOLDER = "{style}"
 
@@ -55,6 +57,7 @@ def check_template_text(template: Any, name: str = "template") -> None:
         return
     if not isinstance(template, str) or template.count("{}") != 1:
         raise ValueError(f"{name} {template!r} must contain exactly one '{{}}' where the class name goes")
+    check_fields(template, ("{}", STYLE_PLACEHOLDER), name)
 
 
 def check_template(template: str | Sequence[str], style: Style | None) -> None:
@@ -103,16 +106,10 @@ def template_plan(template: str | Sequence[str], names: list[str], style: Style 
 def read_prompts(path: str | Path, names: list[str]) -> dict[str, list[str]]:
     """The prompts file (YAML or JSON): class name -> non-empty list of prompts, for exactly the
     classes `names` (an unknown or a missing class is a ValueError naming them)."""
-    import yaml
+    from ..yamlfile import load_yaml
 
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"prompts file {str(p)!r} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text())  # JSON is YAML
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"prompts file {str(p)!r} is not valid YAML or JSON ({first})") from None
+    raw = load_yaml(p, "prompts file", syntax="YAML or JSON")  # JSON is YAML; a duplicate class is refused
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"prompts file {str(p)!r} must map class names to lists of prompts")
     raw = {str(k): v for k, v in raw.items()}

@@ -7,12 +7,18 @@ from pathlib import Path
 
 from ..devices import DEVICE, TRAINING_DTYPE
 from ..sd import ALLOW_PICKLE
-from ..options import BOOL, FLOAT, INT, PATH, STR, STR_LIST, Config, option, shared
+from ..options import BOOL, FLOAT, INT, PATH, SEED_RANGE, STR, STR_LIST, Config, option, shared
 from .text import check_templates, check_token_text
 
 __all__ = ["InvertConfig", "LR_SCHEDULES"]
 
 LR_SCHEDULES = ("constant", "cosine")
+
+
+def _one_word(value: str, name: str) -> None:
+    """The token starts from one word's embedding: 'two words' would silently average them."""
+    if not value.strip() or len(value.split()) != 1:
+        raise ValueError(f"{name} must be one word (the token starts from its embedding), got {value!r}")
 
 
 @dataclass
@@ -22,7 +28,7 @@ class InvertConfig(Config):
     `encode_batch_size`, `progress`)."""
 
     token: str = option("<dataset-style>", STR, "the new token; must not be in the vocabulary", check=check_token_text)
-    init_word: str = option("photo", STR, "word whose embedding the token starts from")
+    init_word: str = option("photo", STR, "word whose embedding the token starts from (one word)", check=_one_word)
     steps: int = option(3000, INT, "optimisation steps", min=1)
     lr: float = option(5e-4, FLOAT, "base learning rate (multiplied by the batch size unless --no-scale-lr)",
                        min=0.0, min_open=True)
@@ -30,7 +36,8 @@ class InvertConfig(Config):
                             surfaces=("cli",))
     batch_size: int = option(4, INT, "images per step", min=1)
     resolution: int = option(512, INT, "training size in pixels (shorter side resized, then center crop)", min=1)
-    seed: int = option(0, INT, "seed of every random choice (images, flips, templates, timesteps, noise)")
+    seed: int = option(0, INT, "seed of every random choice (images, flips, templates, timesteps, noise)",
+                       **SEED_RANGE)
     templates: list[str] | None = option(None, STR_LIST, "prompt templates with {token} and optionally {class} (default: "
                                          "6 class-agnostic + 6 class-aware ones)", metavar="TEMPLATE",
                                          check=check_templates, surfaces=("cli",))

@@ -35,6 +35,11 @@ class FolderImages:
         self.classes = found.classes
         self.files = [path for path, _ in found.images]
         self._labels = [label for _, label in found.images]
+        if found.not_images:  # as `pack` refuses them: a stray file is more likely a mistake than noise
+            path = found.not_images[0]
+            raise ValueError(f"{path}: not an image file (extension {path.suffix or 'none'!r}); remove it, or pack the "
+                             f"folder with `bridgedfast pack --skip-bad` and invert the store "
+                             f"({len(found.not_images)} such file(s))")
         if not self.files:
             loose = [f for f in self.root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
             hint = " (images must be inside class sub-folders, not directly in it)" if loose else ""
@@ -53,8 +58,8 @@ class FolderImages:
         try:
             with Image.open(self.files[i]) as im:
                 return torch.from_numpy(np.asarray(im.convert("RGB")).copy())
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"cannot read image {str(self.files[i])!r}: {exc}") from None
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"cannot read image {str(self.files[i])!r}: {type(exc).__name__}: {exc}") from None
 
     def key(self, i: int) -> str:
         return hashlib.sha1(self.files[i].read_bytes()).hexdigest()

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..options import check_fields
+
 __all__ = ["DEFAULT_TEMPLATES", "StyleTextEncoder", "check_templates", "check_token", "check_token_text",
            "format_prompts", "init_embedding"]
 
@@ -132,4 +134,5 @@ def check_templates(templates: Sequence[str], name: str = "templates") -> list[s
     for t in templates:
         if not isinstance(t, str) or "{token}" not in t:
             raise ValueError(f"template {t!r} must contain '{{token}}' (and may contain '{{class}}')")
+        check_fields(t, ("{token}", "{class}"), "template")
     return list(templates)

@@ -96,9 +96,13 @@ def create_source_model(name: str, num_classes: int, pretrained: str = "none",
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"pretrained weights {str(path)!r} are not a readable safetensors file ({exc})") from None
     if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
