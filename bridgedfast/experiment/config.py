@@ -115,6 +115,9 @@ SECTIONS: dict[str, list[Option]] = {
     "report": [
         Option("samples_per_class", INT, 4, "samples per class in the real vs synthetic grid", min=1),
         Option("max_classes", INT, 10, "classes shown in the sample grid", min=1),
+        Option("measure_images", INT, 500, "images per store (and of the real training images), balanced across "
+               "classes, for the synthetic-real gap (KID in the pretrained classifier's features) and class "
+               "faithfulness; 0 = not measured", min=0),
     ],
 }
 

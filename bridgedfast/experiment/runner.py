@@ -28,6 +28,7 @@ class ExperimentRunner:
         self.steps = Steps(self.out, log)
         self.timings: dict[str, float] = {}
         self._generator = None
+        self._style: Path | None = None  # the style file the generator's pipeline holds
 
     # ---------------------------------------------------------------- data
     def prepare_real(self) -> tuple[str, Path, Path]:
@@ -78,12 +79,18 @@ class ExperimentRunner:
     def _needs_synthetic(self) -> bool:
         return any(m != "vanilla" for m in self.exp.training.modes)
 
-    def generator(self):
+    def generator(self, style: Path | None = None):
+        """The generator (one model load), fresh when `style` is another style file than the one
+        its pipeline already holds (a pipeline knows one embedding per token)."""
+        if self._generator is not None and style is not None and self._style not in (None, style):
+            self._generator = None
         if self._generator is None:
             from ..generate import Generator, GeneratorConfig
 
             g = self.exp.generation
-            self._generator = Generator(g.model, **step_options(g, GeneratorConfig))
+            self._generator, self._style = Generator(g.model, **step_options(g, GeneratorConfig)), None
+        if style is not None:
+            self._style = style
         return self._generator
 
     def invert(self, data_key: str, images: Path, subset: tuple[int, int] | None = None) -> tuple[str, Path]:
@@ -118,7 +125,8 @@ class ExperimentRunner:
 
         options = {**step_options(self.exp.generation, GenerateConfig), **extra}
         options.pop("per_class")
-        return _report_dict(self.generator().generate(classes, n, out, progress=self.progress, **options))
+        return _report_dict(self.generator(options.get("style")).generate(classes, n, out, progress=self.progress,
+                                                                            **options))
 
     def classes(self, train: Path) -> list[str]:
         from ..data import ImageStore
@@ -175,6 +183,7 @@ class ExperimentRunner:
 
     # ---------------------------------------------------------------- all
     def run(self) -> Path:
+        from .measure import Measurements
         from .report import write_report
 
         (self.out / "experiment.resolved.yaml").write_text(yaml.safe_dump(self.exp.to_dict(), sort_keys=False))
@@ -183,8 +192,9 @@ class ExperimentRunner:
         stores = studies.make_stores(train, data_key) if self._needs_synthetic() else []
         nostyle = self.samples_without_style(train, data_key, stores)
         runs, points = studies.train_all(data_key, train, test)
+        gap = Measurements(self, train, data_key).all(stores)
         report = write_report(self.exp, self.out, train=train, synthetic=stores[0].generated if stores else None,
-                              nostyle=nostyle, runs=runs, timings=self._all_timings(), studies=(stores, points))
+                              nostyle=nostyle, runs=runs, timings=self._all_timings(), studies=(stores, points), gap=gap)
         self.log(f"report: {report}")
         return report
 
