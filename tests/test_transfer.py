@@ -152,7 +152,7 @@ def fakes(monkeypatch):
 def config(tmp_path, mode="vanilla", **kw):
     base = dict(model=MODEL, real_train="real_train", real_test="real_test", out=str(tmp_path / "out"), mode=mode,
                 synthetic=None if mode == "vanilla" else "synthetic", pretrained="none", epochs=1, batch_size=6,
-                image_size=SIZE, device="cpu", progress=False, lr=0.05)
+                image_size=SIZE, device="cpu", progress=False, lr=0.05, min_steps=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -353,3 +353,35 @@ def test_a_synthetic_store_with_an_empty_class_is_refused_before_training(fakes,
     with pytest.raises(ValueError, match=r"--synthetic store 'synthetic' holds no images of classes 'cat'"):
         train(config(tmp_path, mode))
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- a minimum of optimiser steps per stage
+def test_min_steps_raises_a_short_stages_epochs_and_results_record_the_steps(fakes, tmp_path):
+    """1 shot x 3 classes at batch 2 (drop_last): 1 step per epoch, so min_steps 4 gives the stage
+    ceil(4 / 1) = 4 epochs, tested (and checkpointed) every 4 epochs: as often as the requested
+    single epoch."""
+    steps = []
+    res = train(config(tmp_path, "vanilla", shots=1, batch_size=2, min_steps=4), on_step=steps.append)
+    (s2,) = res["stages"]
+    assert (s2["epochs_requested"], s2["epochs"], s2["steps_per_epoch"], s2["steps"]) == (1, 4, 1, 4)
+    assert s2["min_steps"] == 4 and s2["stride"] == 4
+    assert steps == [1, 2, 3, 4]  # the optimiser steps actually taken
+    rows = [h for h in res["history"] if h["stage"] == "stage2"]
+    assert [h["images"] for h in rows] == [2] * 4
+    assert [h["test_top1"] is None for h in rows] == [True] * 3 + [False]
+    assert res["config"]["stage2"]["epochs"] == 1  # the requested schedule is what the run folder is keyed by
+
+
+def test_apply_min_steps_hand_computed():
+    from bridgedfast.transfer.trainer import apply_min_steps
+
+    assert TrainConfig.options()["min_steps"].default == 100
+    s = StageConfig(epochs=3)
+    assert apply_min_steps(s, 7, 100) == {"epochs_requested": 3, "epochs": 15, "steps_per_epoch": 7, "steps": 105,
+                                          "min_steps": 100, "stride": 5}  # ceil(100 / 7) = 15 epochs
+    assert s.epochs == 15
+    s = StageConfig(epochs=3, steps_per_epoch=40)  # 120 steps >= 100: unchanged
+    assert apply_min_steps(s, 7, 100)["epochs"] == 3 and s.epochs == 3
+    s = StageConfig(epochs=2)
+    assert apply_min_steps(s, 1, 0) == {"epochs_requested": 2, "epochs": 2, "steps_per_epoch": 1, "steps": 2,
+                                        "min_steps": 0, "stride": 1}
