@@ -131,10 +131,11 @@ class GenerateConfig(Config):
 
 def check_device_settings(cfg: GeneratorConfig, naming: Naming = python_name) -> None:
     """GPU-only settings meeting a CPU device are refused before anything is loaded: fp16 (the CPU
-    has no fast half-precision kernels: a step takes minutes) and the compile and tensorrt
-    backends (compiling the UNet for the CPU takes longer than it saves; TensorRT needs CUDA).
-    A machine without a GPU runs `device auto` on the CPU, so the GPU recipe fails here at once
-    instead of hanging."""
+    has no fast half-precision kernels: a step takes minutes) and the tensorrt backend (TensorRT
+    needs CUDA). The compile backend does run on the CPU, but compiling the UNet there takes
+    minutes and saves little: it is refused where `device auto` fell back to the CPU (the GPU
+    recipe on a machine without a GPU fails at once instead of hanging) and allowed with an
+    explicit `device cpu`."""
     from ..devices import resolve_device
 
     device = resolve_device(cfg.device)
@@ -144,6 +145,7 @@ def check_device_settings(cfg: GeneratorConfig, naming: Naming = python_name) ->
     if cfg.dtype == "fp16":
         raise ValueError(f"{naming('dtype')} fp16 needs a CUDA GPU and would run on {where}: use {naming('dtype')} "
                          "fp32 (or auto) there")
-    if cfg.backend != "eager":
+    if cfg.backend == "tensorrt" or (cfg.backend == "compile" and cfg.device != "cpu"):
         raise ValueError(f"{naming('backend')} {cfg.backend} needs a CUDA GPU and would run on {where}: use "
-                         f"{naming('backend')} eager there")
+                         f"{naming('backend')} eager there" + (f" (or {naming('device')} cpu to compile for the CPU "
+                                                             "anyway: minutes of compiling)" if cfg.backend == "compile" else ""))
