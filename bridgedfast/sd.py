@@ -153,7 +153,8 @@ def _stored_samples(module: Any, state: dict[str, torch.Tensor]) -> dict[str, to
     sample once cast to the loaded dtype (so these are the weights, in the precision they were
     saved in). None where that cannot be shown: the loaded weights are then sampled as they are."""
     folder = getattr(module.config, "_name_or_path", None)
-    files = sorted(Path(folder).glob("*.safetensors")) if folder and Path(folder).is_dir() else []
+    files = list(Path(folder).glob("*.safetensors")) if folder and Path(folder).is_dir() else []
+    files.sort(key=lambda f: (f.name.count("."), f.name))  # the full-precision file before variants (x.fp16.safetensors)
     if not files:
         return None
     from safetensors import safe_open

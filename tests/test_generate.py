@@ -444,6 +444,16 @@ def test_a_dtype_change_keeps_the_model_fingerprint(tiny_sd, gen, tmp_path):
         with torch.no_grad():
             pipe.unet.conv_in.bias.add_(1.0)  # changed in memory: no longer the folder's weights
         assert model_fingerprint(pipe) != fp32, dtype
+    # A folder that also holds fp16 variants of the weights (x.fp16.safetensors) keeps it too.
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    variant = tmp_path / "with-variants"
+    shutil.copytree(tiny_sd, variant)
+    for file in variant.glob("*/*.safetensors"):
+        save_file({k: v.half() for k, v in load_file(str(file)).items()}, str(file.with_name(f"{file.stem}.fp16.safetensors")))
+    assert model_fingerprint(load_pipeline(variant, torch_dtype=torch.float16)) == fp32
     # A re-run in another precision is refused for its dtype, not reported as another model.
     gen.generate(["cat"], 1, tmp_path / "out", steps=1, height=SIZE, width=SIZE, progress=False)
     with pytest.raises(ValueError, match="dtype") as info:
