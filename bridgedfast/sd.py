@@ -190,10 +190,49 @@ def load_pipeline(model: Any, *, torch_dtype: torch.dtype | None = None, allow_p
 _VOLATILE_CONFIG_KEYS = {"dtype", "torch_dtype", "transformers_version", "use_cache", "output_attentions"}
 
 
+def _samples(tensor: torch.Tensor) -> torch.Tensor:
+    """A few strided float32 samples of a tensor: the fingerprint's cheap content summary."""
+    flat = tensor.detach().reshape(-1)
+    return flat[:: max(1, flat.numel() // 64)].float().cpu()
+
+
+def _stored_samples(module: Any, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """For a module loaded in a lower precision than float32 from a local folder: the samples of
+    its weights as stored in the folder's safetensors, provided each equals the loaded weight's
+    sample once cast to the loaded dtype (so these are the weights, in the precision they were
+    saved in). None where that cannot be shown: the loaded weights are then sampled as they are."""
+    folder = getattr(module.config, "_name_or_path", None)
+    files = list(Path(folder).glob("*.safetensors")) if folder and Path(folder).is_dir() else []
+    files.sort(key=lambda f: (f.name.count("."), f.name))  # the full-precision file before variants (x.fp16.safetensors)
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    found: dict[str, torch.Tensor] = {}
+    try:
+        for file in files:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    if key in state and key not in found:
+                        found[key] = _samples(f.get_tensor(key))
+    except Exception:  # an unreadable file: no stored samples
+        return None
+    for key, tensor in state.items():
+        mine = _samples(tensor)
+        if key not in found or found[key].shape != mine.shape or not torch.equal(found[key].to(tensor.dtype).float(), mine):
+            return None
+    return found
+
+
 def model_fingerprint(pipe) -> str:
-    """A short stable hash of a pipeline's component configs and sampled weights (in their
-    loaded dtype): keys caches (latents, engines) and detects a changed model against an
-    existing output."""
+    """A short stable hash of a pipeline's component configs and sampled weights: keys caches
+    (latents, engines) and detects a changed model against an existing output.
+
+    The model's identity, not its precision: a component loaded from a local folder in a lower
+    precision than float32 (fp16, bf16) is sampled from the folder's stored weights (checked to
+    be the loaded ones), so loading one folder in another dtype keeps the fingerprint; what
+    depends on the precision keys it separately (the latent cache folder, generation.json's
+    'dtype'). A pipeline built or changed in memory in a lower precision is sampled as it is."""
     h = hashlib.sha256()
     for name in ("unet", "vae", "text_encoder"):
         module = getattr(pipe, name)
@@ -202,13 +241,13 @@ def model_fingerprint(pipe) -> str:
         # Loading details (dtype, paths, library versions) are not part of the model.
         config = {k: v for k, v in config.items() if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
         h.update(json.dumps(config, sort_keys=True, default=str).encode())
-        for key, tensor in sorted(module.state_dict().items()):
+        state = module.state_dict()
+        lower = any(t.is_floating_point() and t.dtype not in (torch.float32, torch.float64) for t in state.values())
+        stored = _stored_samples(module, state) if lower else None
+        for key, tensor in sorted(state.items()):
             h.update(key.encode())
             h.update(str(tuple(tensor.shape)).encode())
-            # Cheap content summary: a few strided samples (so the hash depends on the dtype too).
-            flat = tensor.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 64)].float().cpu()
-            h.update(sample.numpy().tobytes())
+            h.update((stored[key] if stored is not None else _samples(tensor)).numpy().tobytes())
     tok = pipe.tokenizer
     h.update(str(len(tok)).encode())
     return h.hexdigest()[:16]

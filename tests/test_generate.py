@@ -395,8 +395,72 @@ def test_cuda_compile_close_to_eager(tiny_sd, tmp_path):
 
 @pytest.mark.cuda
 def test_cuda_auto_batch_fits_and_is_capped(tiny_sd):
-    g = Generator(tiny_sd, device="cuda", max_auto_batch=16)
-    assert 1 <= g.auto_batch_size(SIZE, SIZE) <= 16
+    # The tiny model's batch of 16 needs a few MB: the cap is what limits it on any GPU.
+    assert Generator(tiny_sd, device="cuda", max_auto_batch=16).auto_batch_size(SIZE, SIZE) == 16
+    assert Generator(tiny_sd, device="cuda", max_auto_batch=5).auto_batch_size(SIZE, SIZE) == 5
+
+
+def test_auto_batch_from_memory_figures():
+    from bridgedfast.generate.render import fit_batch
+
+    GB = 1 << 30
+    tried = []
+
+    def fits_up_to(limit):
+        def run(b):
+            tried.append(b)
+            if b > limit:
+                raise torch.OutOfMemoryError("simulated")
+        return run
+
+    # peak(1) = 4 GB, peak(2) = 5 GB: 1 GB per image over 3 GB fixed; 10 GB free -> 0.85 * 10 = 8.5 GB
+    # budget: (8.5 - 3) // 1 = 5 images.
+    assert fit_batch(4 * GB, 5 * GB, 10 * GB, 16, fits_up_to(99)) == 5 and tried == [5]
+    assert fit_batch(4 * GB, 5 * GB, 10 * GB, 4, fits_up_to(99)) == 4  # the cap
+    assert fit_batch(4 * GB, 5 * GB, 100 * GB, 16, fits_up_to(99)) == 16  # (85 - 3) // 1 = 82, capped
+    tried.clear()
+    assert fit_batch(4 * GB, 5 * GB, 10 * GB, 16, fits_up_to(2)) == 2 and tried == [5, 2]  # 5 OOMs: halved
+    assert fit_batch(4 * GB, 5 * GB, 3 * GB, 16, fits_up_to(99)) == 1  # (2.55 - 3) < 1: never below 1
+    # A peak that does not grow with the batch counts 1 byte per image: (0.85 * 8 GB - 4 GB + 1) // 1.
+    assert fit_batch(4 * GB, 4 * GB, 8 * GB, 1 << 40, fits_up_to(1 << 40)) == int(0.85 * 8 * GB) - (4 * GB - 1)
+
+
+def test_last_progress_line_is_printed_once(gen, tmp_path, capsys):
+    gen.generate(CLASSES, 1, tmp_path / "out", steps=1, height=SIZE, width=SIZE, batch_size=1, progress=True)
+    err = capsys.readouterr().err
+    states = [line for line in err.replace("\r", "\n").split("\n") if line.startswith("generate:")]
+    assert sum("| 1/2 [" in line for line in states) == 1, states
+    finals = [line for line in states if "| 2/2 [" in line]
+    assert len(finals) == 1 and "UNet" in finals[0], states
+
+
+def test_a_dtype_change_keeps_the_model_fingerprint(tiny_sd, gen, tmp_path):
+    from bridgedfast.sd import load_pipeline, model_fingerprint
+
+    fp32 = model_fingerprint(load_pipeline(tiny_sd))
+    assert fp32 == gen.fingerprint
+    for dtype in (torch.float16, torch.bfloat16):
+        pipe = load_pipeline(tiny_sd, torch_dtype=dtype)
+        assert model_fingerprint(pipe) == fp32, dtype
+        with torch.no_grad():
+            pipe.unet.conv_in.bias.add_(1.0)  # changed in memory: no longer the folder's weights
+        assert model_fingerprint(pipe) != fp32, dtype
+    # A folder that also holds fp16 variants of the weights (x.fp16.safetensors) keeps it too.
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    variant = tmp_path / "with-variants"
+    shutil.copytree(tiny_sd, variant)
+    for file in variant.glob("*/*.safetensors"):
+        save_file({k: v.half() for k, v in load_file(str(file)).items()}, str(file.with_name(f"{file.stem}.fp16.safetensors")))
+    assert model_fingerprint(load_pipeline(variant, torch_dtype=torch.float16)) == fp32
+    # A re-run in another precision is refused for its dtype, not reported as another model.
+    gen.generate(["cat"], 1, tmp_path / "out", steps=1, height=SIZE, width=SIZE, progress=False)
+    with pytest.raises(ValueError, match="dtype") as info:
+        Generator(tiny_sd, device="cpu", dtype="bf16").generate(["cat"], 1, tmp_path / "out", steps=1, height=SIZE,
+                                                                width=SIZE, progress=False)
+    assert "model_fingerprint" not in str(info.value)
 
 
 # -- bad inputs ------------------------------------------------------------------------------------------------

@@ -364,7 +364,8 @@ def test_gradient_checkpointing_changes_nothing_but_memory(tiny_sd, images, tmp_
 
 
 def test_image_store_input_equals_folder_input(tiny_sd, images, tmp_path):
-    data = pytest.importorskip("bridgedfast.data")
+    from bridgedfast import data
+
     source = open_images(images)
     with data.ImageStoreWriter(tmp_path / "store", source.classes) as writer:
         for i in range(len(source)):

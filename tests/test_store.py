@@ -457,3 +457,25 @@ def test_undecodable_jpeg_is_a_store_error(tmp_path):
         f.write(b"\0" * 64)  # wipe the JPEG header
     with pytest.raises(StoreCorruptError, match="image 1 is damaged: its JPEG does not decode"):
         ImageStore(tmp_path / "s").image(1)
+
+
+def test_the_loser_of_two_writers_creating_one_store_gets_a_clear_error(tmp_path, monkeypatch):
+    from bridgedfast.data import store as store_module
+
+    path = tmp_path / "s"
+    real_create = store_module._create_store
+    first = []
+
+    def race(p, classes, encoding, *, fsync):
+        # The other writer creates the store (and holds it) after this one saw no store there.
+        if not first:
+            monkeypatch.setattr(store_module, "_create_store", real_create)
+            first.append(ImageStoreWriter(path, classes))
+        real_create(p, classes, encoding, fsync=fsync)
+
+    monkeypatch.setattr(store_module, "_create_store", race)
+    with pytest.raises(ValueError, match="is already open by another ImageStoreWriter"):
+        ImageStoreWriter(path, ["a", "b"])
+    first[0].add(make_image(0), 1)
+    first[0].close()
+    assert len(ImageStore(path)) == 1 and [p.name for p in tmp_path.iterdir()] == ["s"]  # no temporary left

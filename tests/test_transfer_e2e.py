@@ -16,10 +16,8 @@ from bridgedfast.cli import main as cli_main
 from bridgedfast.transfer import StageConfig, TrainConfig, few_shot_split, train
 from bridgedfast.transfer.models import create_model, load_weights_file
 
-data = pytest.importorskip("bridgedfast.data", reason="needs the image store and loader (branch data)")
-pytest.importorskip("bridgedfast.augment", reason="needs the fused augmentation (branch augment)")
-if not hasattr(data, "MixedLoader"):
-    pytest.skip("needs MixedLoader (branch data)", allow_module_level=True)
+from bridgedfast import data
+from bridgedfast.augment import EvalAugment  # noqa: F401  (an import failure must fail the module, not skip it)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "test_resnet"
@@ -82,7 +80,14 @@ def test_each_mode_end_to_end(stores, tmp_path, mode):
     assert saved == res
     assert {"mode", "model", "stages", "test_top1", "leep"} <= saved.keys()
     assert saved["mode"] == mode and saved["model"] == MODEL and 0 <= saved["test_top1"] <= 1
-    assert (saved["leep"] is not None) == mode.startswith("bridged") and (saved["leep"] or -1) < 0
+    if mode.startswith("bridged"):  # LEEP of the stage-1 model on the real training images, by hand
+        import timm
+
+        stage1 = timm.create_model(MODEL, num_classes=3)
+        stage1.load_state_dict(weights(tmp_path / "out/model_stage1.safetensors"))
+        assert saved["leep"] == pytest.approx(_hand_leep(stage1, data.ImageStore(stores["real_train"]), 32), abs=1e-5)
+    else:
+        assert saved["leep"] is None
     for stage in saved["stages"]:
         assert {"data", "epochs", "final_train_loss"} <= stage.keys() and stage["epochs"] == 1
         real, synthetic = stage["images"]["real"], stage["images"]["synthetic"]
@@ -129,6 +134,53 @@ def _hand_leep(model, store, size):
     with torch.no_grad():
         probs = torch.softmax(model(aug([store.image(i) for i in range(len(store))], None)), dim=1)
     return leep(probs, store.labels, num_classes=len(store.classes))
+
+
+def test_bridged_pp_mixes_in_stage1_and_not_in_stage2(stores, tmp_path, monkeypatch):
+    """Spies on the trainer's seams: which stage is running (train_epoch), the Mixup it makes
+    (transfer.data.make_mixup) and the targets the loss gets (stage._loss)."""
+    from bridgedfast.transfer import data as tdata
+    from bridgedfast.transfer import stage as stage_module
+    from bridgedfast.transfer import trainer as trainer_module
+
+    running, mixes, losses = [], [], []
+    real_epoch, real_make, real_loss = trainer_module.train_epoch, tdata.make_mixup, stage_module._loss
+
+    def epoch(st, *args, **kwargs):
+        running.append(st.name)
+        return real_epoch(st, *args, **kwargs)
+
+    def make_mixup(stage_cfg, num_classes, seed):
+        mixup = real_make(stage_cfg, num_classes, seed)
+
+        def mix(images, targets):
+            out, soft = mixup(images, targets)
+            mixes.append((running[-1], images.clone(), out, targets.clone(), soft))
+            return out, soft
+        return mix
+
+    def loss(logits, targets, soft, label_smoothing):
+        losses.append((running[-1], soft))
+        return real_loss(logits, targets, soft, label_smoothing)
+
+    monkeypatch.setattr(trainer_module, "train_epoch", epoch)
+    monkeypatch.setattr(tdata, "make_mixup", make_mixup)
+    monkeypatch.setattr(stage_module, "_loss", loss)
+    train(cfg(stores, tmp_path / "out", "bridged++"))
+    assert running == ["stage1", "stage2"]
+    stage1 = [soft for name, soft in losses if name == "stage1"]
+    stage2 = [soft for name, soft in losses if name == "stage2"]
+    assert len(stage1) == len(mixes) > 0 and len(stage2) > 0
+    assert all(name == "stage1" for name, *_ in mixes)
+    for (_, images, mixed, targets, soft), seen in zip(mixes, stage1):
+        assert seen is soft  # the loss is taken against the mixed soft targets
+        hard = torch.nn.functional.one_hot(targets, 3).float()
+        assert soft.shape == hard.shape and torch.allclose(soft.sum(1), torch.ones(len(targets)))
+        assert not torch.equal(mixed, images)  # pixels of another image mixed in
+        # Each row mixes its own and its mirror's label (batch mode pairs image i with image B-1-i).
+        support = (hard + hard.flip(0)) > 0
+        assert (soft[~support] <= soft[support].min()).all() and not torch.allclose(soft, hard)
+    assert all(soft is None for soft in stage2)  # stage 2: hard labels, no Mixup
 
 
 def test_leep_of_the_pretrained_and_the_stage1_model(stores, tmp_path):

@@ -6,6 +6,7 @@ each shard is memory-mapped and `image(i)` of a raw store is a view into the map
 from __future__ import annotations
 
 import array
+import errno
 import fcntl
 import io
 import json
@@ -398,7 +399,13 @@ def _create_store(path: Path, classes: list[str], encoding: str, *, fsync: bool)
                 with open(tmp / name, "rb+") as f:
                     os.fsync(f.fileno())
             _fsync_dir(tmp)
-        os.rename(tmp, path)  # atomic; replaces an empty directory
+        try:
+            os.rename(tmp, path)  # atomic; replaces an empty directory
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another writer created it first: open theirs
+            return
         if fsync:
             _fsync_dir(parent)
     except BaseException:

@@ -263,12 +263,15 @@ class Generator:
                     payload = (mine.index, images)
                 gathered = ctx.gather(payload)
                 if ctx.is_main:
+                    if denoise_s > 0:
+                        bar.set_postfix_str(f"UNet {unet_calls / denoise_s:.2f} it/s", refresh=False)
                     for index, images in (got for got in gathered if got is not None):
                         n = self._write(sink, batches[index], images, run, done)
                         written += n
-                        bar.update(n)
-                    if denoise_s > 0:
-                        bar.set_postfix_str(f"UNet {unet_calls / denoise_s:.2f} it/s", refresh=False)
+                        if bar.n + n < remaining:
+                            bar.update(n)
+                        else:  # the last step is shown once, by close(), not also by this update
+                            bar.n += n
         finally:
             bar.close()
             if sink is not None:

@@ -13,7 +13,7 @@ import inspect
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from .init import InitImages, init_image
 from .plan import Item
 from .prompts import PromptPlan
 
-__all__ = ["PreparedRun", "Renderer", "CPU_AUTO_BATCH", "DECODE_CHUNK"]
+__all__ = ["PreparedRun", "Renderer", "CPU_AUTO_BATCH", "DECODE_CHUNK", "fit_batch"]
 
 CPU_AUTO_BATCH = 8
 DECODE_CHUNK = 8  # VAE decode memory grows fastest with batch; 8 images already fill a GPU
@@ -58,6 +58,22 @@ class PreparedRun:
 
     def embedding(self, c: int, i: int) -> torch.Tensor:
         return self.cond[c][self.plan.variant(c, i)]
+
+
+def fit_batch(peak1: int, peak2: int, available: float, max_batch: int, try_batch: Callable[[int], Any]) -> int:
+    """The auto batch size from measured peaks: with peak(b) = fixed + b * per_image fitted to
+    the peak bytes at batch 1 and 2, the largest b <= max_batch whose estimate fits in 85% of
+    `available` bytes (at least 1); then `try_batch(b)` runs it, halving b on out-of-memory."""
+    per_image = max(peak2 - peak1, 1)
+    fixed = max(peak1 - per_image, 0)
+    b = int(max(1, min(max_batch, (0.85 * available - fixed) // per_image)))
+    while b > 1:
+        try:
+            try_batch(b)
+            break
+        except torch.OutOfMemoryError:
+            b //= 2
+    return b
 
 
 class Renderer:
@@ -194,18 +210,10 @@ class Renderer:
             m1, m2 = self._peak(1, height, width, cfg, seq_len), self._peak(2, height, width, cfg, seq_len)
         except torch.OutOfMemoryError as exc:
             raise RuntimeError(f"not even one {height}x{width} image fits in GPU memory on {self.device}") from exc
-        per_image = max(m2 - m1, 1)
-        fixed = max(m1 - per_image, 0)
         dev = self.device
         free, _ = torch.cuda.mem_get_info(dev)
-        budget = 0.85 * (free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
-        b = int(max(1, min(self.max_auto_batch, (budget - fixed) // per_image)))
-        while b > 1:
-            try:
-                self._peak(b, height, width, cfg, seq_len)
-                break
-            except torch.OutOfMemoryError:
-                b //= 2
+        available = free + torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+        b = fit_batch(m1, m2, available, self.max_auto_batch, lambda n: self._peak(n, height, width, cfg, seq_len))
         torch.cuda.empty_cache()
         return b
 

@@ -119,7 +119,9 @@ class TensorRTUNet:
         props = torch.cuda.get_device_properties(self.device)
         gpu = f"{props.name} sm{props.major}{props.minor}"
         fused = any("Fused" in type(p).__name__ for p in self.unet.attn_processors.values())
-        key = engine_key(self.fingerprint, {"profile": profile, "fused_qkv": fused}, trt.__version__, gpu)
+        # The fingerprint is the model's identity only: the precision it was loaded in keys the engine too.
+        shapes = {"profile": profile, "fused_qkv": fused, "dtype": str(self.unet.dtype).removeprefix("torch.")}
+        key = engine_key(self.fingerprint, shapes, trt.__version__, gpu)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         plan = self.cache_dir / f"unet-{key}.plan"
         if not plan.is_file():
@@ -137,7 +139,8 @@ class TensorRTUNet:
         self.plan_path = plan
 
     def _export_and_build(self, plan: Path, profile: dict, latent_height: int, latent_width: int, seq_len: int) -> None:
-        onnx_dir = self.cache_dir / f"onnx-{self.fingerprint}-{latent_height}x{latent_width}-{seq_len}"
+        dtype = str(self.unet.dtype).removeprefix("torch.")
+        onnx_dir = self.cache_dir / f"onnx-{self.fingerprint}-{dtype}-{latent_height}x{latent_width}-{seq_len}"
         onnx_path = onnx_dir / "unet.onnx"
         if not (onnx_dir / "checked").is_file():
             export_unet_onnx(self.unet, onnx_path, latent_height=latent_height, latent_width=latent_width,
