@@ -23,8 +23,8 @@ from .seeds import derive_seed
 if TYPE_CHECKING:
     from .data import ImageStore
 
-__all__ = ["kid", "polynomial_mmd2", "penultimate_features", "class_faithfulness", "DEFAULT_KID_SUBSETS",
-           "DEFAULT_KID_SUBSET_SIZE"]
+__all__ = ["kid", "polynomial_mmd2", "penultimate_features", "class_faithfulness", "balanced_indices",
+           "DEFAULT_KID_SUBSETS", "DEFAULT_KID_SUBSET_SIZE"]
 
 DEFAULT_KID_SUBSETS = 100        # torchmetrics' defaults
 DEFAULT_KID_SUBSET_SIZE = 1000
@@ -78,6 +78,19 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, *, subsets: int = DE
     return float(scores.mean()), float(scores.std(unbiased=False))
 
 
+def balanced_indices(labels: torch.Tensor, cap: int | None) -> torch.Tensor:
+    """Sorted indices of at most `cap` images, even across classes: class k (in label order) takes
+    its first cap // C images in store order, one more for the first cap % C classes (a smaller
+    class gives what it has). None: every index."""
+    labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+    if cap is None or cap >= labels.numel():
+        return torch.arange(labels.numel())
+    classes = labels.unique().tolist()
+    base, extra = divmod(cap, len(classes))
+    picked = [torch.nonzero(labels == c).flatten()[:base + (k < extra)] for k, c in enumerate(classes)]
+    return torch.cat(picked).sort().values
+
+
 def _open(store: ImageStore | str | Path) -> ImageStore:
     from .data import ImageStore
 
@@ -85,8 +98,9 @@ def _open(store: ImageStore | str | Path) -> ImageStore:
 
 
 def _eval_batches(model: nn.Module, store: ImageStore, *, image_size: int | None, batch_size: int,
-                  device: str | torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(eval-augmented images, labels) batches of every image of `store`, with the model's own
+                  device: str | torch.device, indices: Sequence[int] | torch.Tensor | None = None
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(eval-augmented images, labels) batches of `store`'s images `indices` (default: all), with the model's own
     normalisation and crop fraction (`transfer.models.data_config`), as training evaluates."""
     from .transfer.data import iterate_eval, make_eval_augment
     from .transfer.models import data_config
@@ -95,19 +109,22 @@ def _eval_batches(model: nn.Module, store: ImageStore, *, image_size: int | None
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     cfg = data_config(model, image_size)
     augment = make_eval_augment(cfg["image_size"], crop_pct=cfg["crop_pct"], mean=cfg["mean"], std=cfg["std"])
-    yield from iterate_eval(store, torch.arange(len(store)), batch_size=batch_size, augment=augment,
-                            device=torch.device(device))
+    idx = torch.arange(len(store)) if indices is None else torch.as_tensor(indices, dtype=torch.int64).flatten()
+    yield from iterate_eval(store, idx, batch_size=batch_size, augment=augment, device=torch.device(device))
 
 
 @torch.no_grad()
 def penultimate_features(model: nn.Module, store: ImageStore | str | Path, *, image_size: int | None = None,
-                         batch_size: int = 64, device: str | torch.device = "cpu") -> torch.Tensor:
+                         batch_size: int = 64, device: str | torch.device = "cpu",
+                         indices: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
     """float32 [len(store), D] (on the CPU): `model.forward_head(model.forward_features(x),
-    pre_logits=True)` of each image (store order), x from the evaluation transform."""
+    pre_logits=True)` of each image (store order; only images `indices`, in that order, when
+    given), x from the evaluation transform."""
     store = _open(store)
     model = model.to(device).eval()
     out = []
-    for x, _ in _eval_batches(model, store, image_size=image_size, batch_size=batch_size, device=device):
+    for x, _ in _eval_batches(model, store, image_size=image_size, batch_size=batch_size, device=device,
+                              indices=indices):
         f = model.forward_head(model.forward_features(x), pre_logits=True)
         out.append(f.float().flatten(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, 0)
@@ -115,21 +132,26 @@ def penultimate_features(model: nn.Module, store: ImageStore | str | Path, *, im
 
 @torch.no_grad()
 def class_faithfulness(model: nn.Module, store: ImageStore | str | Path, class_names: Sequence[str], *,
-                       image_size: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu") -> float:
+                       image_size: int | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
+                       indices: Sequence[int] | torch.Tensor | None = None) -> float:
     """Top-1 accuracy of `model` (logits over `class_names`, in that order) on every image of
-    `store` against its label, the store's classes matched to `class_names` by name."""
+    `store` (only images `indices` when given) against its label, the store's classes matched
+    to `class_names` by name."""
     store = _open(store)
     names = list(class_names)
     missing = [c for c in store.classes if c not in names]
     if missing:
         raise ValueError(f"class_faithfulness: the classifier has no class named {missing[0]!r} "
                          f"(it knows {len(names)}: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
-    if len(store) == 0:
-        raise ValueError("class_faithfulness: the store holds no images")
+    count = len(store) if indices is None else len(torch.as_tensor(indices).flatten())
+    if count == 0:
+        raise ValueError("class_faithfulness: the store holds no images" if indices is None
+                         else "class_faithfulness: no images selected")
     to_model = torch.tensor([names.index(c) for c in store.classes], dtype=torch.int64)
     model = model.to(device).eval()
     correct = 0
-    for x, y in _eval_batches(model, store, image_size=image_size, batch_size=batch_size, device=device):
+    for x, y in _eval_batches(model, store, image_size=image_size, batch_size=batch_size, device=device,
+                              indices=indices):
         pred = model(x).argmax(1).cpu()
         correct += int((pred == to_model[y.cpu()]).sum())
-    return correct / len(store)
+    return correct / count

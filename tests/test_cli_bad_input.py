@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from bridgedfast.cli import main
 
@@ -125,7 +126,7 @@ CASES = [
      "nope.safetensors' does not exist"),
     # -- GPU-only settings on the CPU (hung before)
     ("generate-fp16-compile-on-cpu", with_flags(GEN, dtype="fp16", backend="compile"), "--dtype fp16 needs a CUDA GPU"),
-    ("generate-compile-on-cpu", with_flags(GEN, backend="compile"), "--backend compile needs a CUDA GPU"),
+    ("generate-tensorrt-on-cpu", with_flags(GEN, backend="tensorrt"), "tensorrt"),
     ("run-fp16-on-cpu", experiment(generation=", dtype: fp16"), "generation.dtype fp16 needs a CUDA GPU"),
 ]
 
@@ -141,7 +142,9 @@ def fill(text: str, paths: dict[str, str]) -> str:
     return text
 
 
-@pytest.mark.parametrize("argv, fragment", [pytest.param(a, f, id=i) for i, a, f in CASES])
+@pytest.mark.parametrize("argv, fragment", [pytest.param(a, f, id=i) for i, a, f in CASES] + [pytest.param(
+    with_flags(GEN, backend="compile", device="auto"), "--backend compile needs a CUDA GPU", id="generate-compile-auto-on-cpu",
+    marks=pytest.mark.skipif(torch.cuda.is_available(), reason="device auto is a GPU here"))])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, tmp_path, capsys, argv, fragment):
     paths = {k: str(v) for k, v in world.items()} | {"tmp": str(tmp_path)}
     argv, fragment = [fill(a, paths) for a in argv], fill(fragment, paths)

@@ -393,3 +393,46 @@ def test_bf16_mixed_precision_path_on_cpu(tiny_sd, images, tmp_path):
     vector = read_style(bf16)[1]
     assert vector.dtype == torch.float32 and torch.isfinite(vector).all()
     assert len(list((tmp_path / "c").iterdir())) == 2  # bf16 latents are cached apart from fp32 ones
+
+
+class _MeanStdVAE(torch.nn.Module):
+    """A stand-in VAE encoder: posterior mean = 2x2 average of the pixels, std = 0.1 + mean^2;
+    counts the images it encodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.encoded = 0
+
+    def encode(self, x):
+        from types import SimpleNamespace
+
+        self.encoded += len(x)
+        mean = torch.nn.functional.avg_pool2d(x, 2) * self.scale
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean, std=0.1 + mean * mean))
+
+
+def test_latent_cache_shard_with_fewer_rows_than_keys_is_a_miss(tmp_path):
+    from safetensors.torch import save_file
+
+    from bridgedfast.invert.latents import encode_latents
+
+    class Source:
+        def image(self, i):
+            return torch.full((6, 8, 3), 40 * i, dtype=torch.uint8)
+
+    keys = ["k0", "k1", "k2"]
+    vae = _MeanStdVAE()
+    kw = dict(resolution=4, flips=False, folder=tmp_path / "cache", batch_size=8, progress=False)
+    mean, std, stats = encode_latents(vae, Source(), keys, **kw)
+    assert stats.encoded == 3 and vae.encoded == 3
+    # Hand computation: a constant image 40*i maps to 40*i/127.5 - 1 everywhere.
+    assert torch.allclose(mean[:, 0, 0, 0], torch.tensor([-1.0, 40 / 127.5 - 1, 80 / 127.5 - 1]))
+    (shard,) = (tmp_path / "cache").glob("shard-*.safetensors")
+    # The same shard cut to 2 rows while its metadata still lists 3 keys (a damaged or hand-made file).
+    save_file({"mean": mean[:2].contiguous(), "std": std[:2].contiguous()}, str(shard),
+              metadata={"keys": json.dumps(["k0:0", "k1:0", "k2:0"])})
+    with pytest.warns(UserWarning, match="ignoring unreadable latent cache shard .*3 keys but mean \\(2, 3, 2, 2\\)"):
+        again, again_std, stats = encode_latents(vae, Source(), keys, **kw)
+    assert stats.encoded == 3 and stats.reused == 0 and vae.encoded == 6
+    assert torch.equal(again, mean) and torch.equal(again_std, std)

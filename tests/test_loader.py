@@ -195,6 +195,46 @@ def test_store_damaged_after_open_is_an_error_not_garbage(tmp_path):
             next(iter(loader))
 
 
+def test_jpeg_whose_index_claims_a_huge_size_is_refused_before_any_buffer_is_sized(tmp_path, monkeypatch):
+    import zlib
+
+    import bridgedfast.data.loader as loader_module
+    from bridgedfast.data import format as fmt
+
+    with ImageStoreWriter(tmp_path / "s", ["a"], encoding="jpeg") as w:
+        for i in range(4):
+            w.add(make_image(i), 0)
+    # Record 2 re-signed to claim 60000x60000 (in range, checksums valid: the store opens).
+    raw = bytearray((tmp_path / "s" / fmt.INDEX_FILE).read_bytes())
+    records = np.frombuffer(raw, dtype=fmt.RECORD_DTYPE, offset=fmt.INDEX_HEADER_SIZE, count=4).copy()
+    records[2]["height"] = records[2]["width"] = 60000
+    records["record_crc"] = fmt.record_crcs(records)
+    (tmp_path / "s" / fmt.INDEX_FILE).write_bytes(bytes(raw[: fmt.INDEX_HEADER_SIZE]) + records.tobytes())
+    (tmp_path / "s" / fmt.COMMIT_FILE).write_bytes(fmt.encode_commit(fmt.Commit(4, zlib.crc32(records.tobytes()))))
+    asked = []
+    real_buffer = loader_module._StoreBytes._host_buffer
+    monkeypatch.setattr(loader_module._StoreBytes, "_host_buffer", lambda self, n: asked.append(n) or real_buffer(self, n))
+    from bridgedfast.augment import TrainAugment
+
+    for kw in (dict(), dict(cache_on_device=True), dict(jpeg_decode="reduced")):
+        with pytest.raises(StoreCorruptError, match="image 2 is damaged: its JPEG header says .*the index says 60000x60000"):
+            next(iter(MixedLoader(ImageStore(tmp_path / "s"), None, batch_size=4, augment=TrainAugment(8), **kw)))
+    assert all(n < 10**5 for n in asked), asked  # never a buffer sized from the unchecked claim
+
+
+def test_loader_on_a_checked_store_refuses_a_damaged_shard_when_it_is_made(tmp_path):
+    with ImageStoreWriter(tmp_path / "s", ["a"]) as w:
+        for i in range(4):
+            w.add(make_image(i), 0)
+    offset = int(ImageStore(tmp_path / "s").records[3]["offset"])
+    with open(tmp_path / "s" / "data-00000.bin", "r+b") as f:
+        f.seek(offset)
+        f.write(bytes([f.read(1)[0] ^ 1]))
+    next(iter(MixedLoader(ImageStore(tmp_path / "s"), None, batch_size=4, augment=StandInAugment())))  # unchecked
+    with pytest.raises(StoreCorruptError, match=r"image 3 \(data-00000.bin .*pixel data checksum mismatch"):
+        MixedLoader(ImageStore(tmp_path / "s", verify_reads=True), None, batch_size=4, augment=StandInAugment())
+
+
 @pytest.mark.parametrize("contiguous_mapping", [True, False])
 def test_gather_fallback_without_contiguous_mapping(stores, monkeypatch, contiguous_mapping):
     # Without the one-range mapping (other platforms), every batch goes through the gather op.

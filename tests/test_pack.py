@@ -178,3 +178,39 @@ def test_cli_in_process_skip_bad_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["pack", str(tmp_path / "src"), str(tmp_path / "s5"), "--max-side", "0"])
     assert exc.value.code == 2 and "--max-side" in capsys.readouterr().err
+
+
+def test_pack_visits_each_real_folder_once_through_symlink_loops(tmp_path):
+    make_source(tmp_path / "src")
+    os.symlink(tmp_path / "src" / "b_dog", tmp_path / "src" / "b_dog" / "sub" / "loop")  # a link loop
+    (tmp_path / "src" / "b_dog" / "notes.txt").write_text("x")  # a non-image: --skip-bad lists it once
+    with pytest.warns(RuntimeWarning, match="skipped 1 file"):
+        store = pack(tmp_path / "src", tmp_path / "s", skip_bad=True, progress=False)
+    assert [m["path"] for m in store.metas()] == EXPECTED_ORDER  # each image once
+    assert json.loads((tmp_path / "s" / "pack.json").read_text())["skipped"] == [
+        {"path": str(tmp_path / "src" / "b_dog" / "notes.txt"), "why": "not an image file (extension '.txt')"}]
+
+
+def test_next_pack_removes_what_a_killed_pack_left_behind(tmp_path):
+    from bridgedfast.data import ImageStoreWriter
+    from bridgedfast.data.pack import _remove_abandoned
+
+    make_source(tmp_path / "src")
+    # What a pack killed mid-way leaves: a hidden, partly written store whose lock nobody holds.
+    dead = tmp_path / ".s.packing-deadbeef"
+    with ImageStoreWriter(dead, ["a_cat", "b_dog"]) as w:
+        w.add(smooth(8, 8, 0), 0)
+    # A pack of the same destination still running: its writer holds the lock.
+    running = ImageStoreWriter(tmp_path / ".s.packing-0123abcd", ["a_cat", "b_dog"])
+    other = tmp_path / ".other.packing-deadbeef"  # another destination's: not ours to judge
+    other.mkdir()
+    try:
+        assert _remove_abandoned(tmp_path / "s") == [dead]
+        dead.mkdir()
+        (dead / "LOCK").write_text("")
+        pack(tmp_path / "src", tmp_path / "s", progress=False)
+        assert not dead.exists() and (tmp_path / ".s.packing-0123abcd").is_dir() and other.is_dir()
+        assert len(ImageStore(tmp_path / "s")) == 6
+    finally:
+        running.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.packing-deadbeef", ".s.packing-0123abcd", "s", "src"]

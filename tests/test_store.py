@@ -1,6 +1,7 @@
 """ImageStore / ImageStoreWriter: exact round trips, crash safety (kill -9), concurrent reads,
 damage detection, and fuzzed index parsing (always a clean StoreError, never a crash)."""
 import io
+import json
 import os
 import signal
 import subprocess
@@ -224,6 +225,82 @@ def test_verify_names_image_with_flipped_meta_byte(tmp_path):
     flip_byte(tmp_path / "s" / fmt.META_FILE, int(r["meta_offset"]) + 2)
     with pytest.raises(StoreCorruptError, match="image 5 .*metadata checksum"):
         ImageStore(tmp_path / "s").verify()
+
+
+def test_store_json_checksum_catches_a_one_byte_class_rename(tmp_path):
+    write_store(tmp_path / "s")
+    opened = ImageStore(tmp_path / "s")
+    header = tmp_path / "s" / fmt.HEADER_FILE
+    raw = header.read_bytes()
+    assert json.loads(raw)["checksum"] == "crc32:%08x" % zlib.crc32(
+        b'{"classes":["cat","dog","eel"],"encoding":"raw","format":"bridgedfast.ImageStore","version":1}')
+    header.write_bytes(raw.replace(b'"dog"', b'"dig"'))  # one byte: a valid header naming another class
+    with pytest.raises(StoreCorruptError, match="store.json is damaged: its fields do not match its checksum"):
+        opened.verify()  # a store opened before the edit: verify() re-reads the header
+    with pytest.raises(StoreError, match="store.json is damaged: its fields do not match its checksum"):
+        ImageStore(tmp_path / "s")
+    header.write_bytes(raw.replace(b'"checksum"', b'"checksuM"'))  # the checksum's own key edited away
+    with pytest.raises(StoreError, match=r"store.json is damaged: unknown field\(s\) \['checksuM'\]"):
+        ImageStore(tmp_path / "s")
+    # A store written before the checksum existed (exactly the four fields) still opens and verifies.
+    legacy = {k: v for k, v in json.loads(raw).items() if k != "checksum"}
+    header.write_text(json.dumps(legacy, indent=1))
+    assert ImageStore(tmp_path / "s").verify() == 12
+
+
+def test_verify_checks_jpeg_sizes_against_the_index(tmp_path):
+    write_store(tmp_path / "s", n=4, encoding="jpeg", size=(33, 47))
+    rewrite_record(tmp_path / "s", 2, height=60000, width=60000)  # signed, in range: opens
+    store = ImageStore(tmp_path / "s")
+    with pytest.raises(StoreCorruptError, match=r"image 2 \(data-00000.bin bytes \d+\.\.\d+\): its JPEG header says "
+                                                r"33x47 \(height x width\), the index says 60000x60000"):
+        store.verify()
+    with pytest.raises(StoreCorruptError, match="image 2 is damaged: its JPEG header says 33x47"):
+        store.image(2)  # refused before the decoder runs
+    assert store.image(1).shape == (33, 47, 3)
+
+
+def test_jpeg_size_reads_the_frame_header_of_every_kind():
+    from PIL import Image
+
+    for kw in ({}, {"progressive": True}, {"exif": b"Exif\0\0" + bytes(300)}, {"subsampling": 0}):
+        buf = io.BytesIO()
+        Image.fromarray(make_image(3, 29, 61)).save(buf, format="JPEG", **kw)
+        assert fmt.jpeg_size(buf.getvalue()) == (29, 61)
+        assert fmt.jpeg_size(torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)) == (29, 61)
+    assert fmt.jpeg_size(b"\x89PNG\r\n\x1a\n" + bytes(40)) is None
+    assert fmt.jpeg_size(b"\xff\xd8\xff\xda\x00\x08" + bytes(20)) is None  # scan data before any frame header
+    huge = b"\xff\xd8\xff\xc0\x00\x11\x08\xea\x60\xea\x60\x03" + bytes(20)  # claims 60000x60000
+    assert fmt.jpeg_size(huge) == (60000, 60000)
+    assert "over the limit" in fmt.jpeg_size_problem(huge, 60000, 60000)
+
+
+def test_checked_reads_verify_each_shard_before_its_first_use(tmp_path):
+    import pickle
+
+    write_store(tmp_path / "s", shard_bytes=700)  # several shards
+    store = ImageStore(tmp_path / "s")
+    r = store.records[7]
+    bad_shard = int(r["shard"])
+    assert bad_shard > 0 and int(store.records[0]["shard"]) == 0
+    flip_byte(tmp_path / "s" / fmt.shard_name(bad_shard), int(r["offset"]) + 5)
+    plain = ImageStore(tmp_path / "s")
+    assert not np.array_equal(plain.image(7).numpy(), make_image(7))  # unchecked: the flipped byte reaches the reader
+    checked = ImageStore(tmp_path / "s", verify_reads=True)
+    assert np.array_equal(checked.image(0).numpy(), make_image(0))  # another shard: fine
+    for _ in range(2):  # every read of the shard, not only the first
+        with pytest.raises(StoreCorruptError, match=rf"1 damaged image\(s\) in {fmt.shard_name(bad_shard)} .*image 7 "
+                                                    r"\(.*\): pixel data checksum mismatch"):
+            checked.image(int(np.flatnonzero(checked.records["shard"] == bad_shard)[0]))
+    with pytest.raises(StoreCorruptError, match="image 7"):
+        checked.shards  # what a MixedLoader maps: every shard checked first
+    assert pickle.loads(pickle.dumps(checked)).verify_reads is True
+    flip_byte(tmp_path / "s" / fmt.shard_name(bad_shard), int(r["offset"]) + 5)  # repaired
+    flip_byte(tmp_path / "s" / fmt.META_FILE, int(store.records[5]["meta_offset"]) + 2)
+    checked = ImageStore(tmp_path / "s", verify_reads=True)
+    assert len(checked.shards) == len(store.shards)
+    with pytest.raises(StoreCorruptError, match="image 5 is damaged: its metadata in meta.bin fails its checksum"):
+        checked.meta(5)
 
 
 def test_truncated_shard_named_by_verify_and_never_read(tmp_path):

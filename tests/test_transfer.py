@@ -152,7 +152,7 @@ def fakes(monkeypatch):
 def config(tmp_path, mode="vanilla", **kw):
     base = dict(model=MODEL, real_train="real_train", real_test="real_test", out=str(tmp_path / "out"), mode=mode,
                 synthetic=None if mode == "vanilla" else "synthetic", pretrained="none", epochs=1, batch_size=6,
-                image_size=SIZE, device="cpu", progress=False, lr=0.05)
+                image_size=SIZE, device="cpu", progress=False, lr=0.05, min_steps=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -201,6 +201,33 @@ def test_optimizer_state_roundtrip_through_flat_form():
         for pid, entries in ref["state"].items():
             for k, v in entries.items():
                 assert torch.equal(torch.as_tensor(restored["state"][pid][k]), torch.as_tensor(v))
+
+
+@pytest.mark.parametrize("name, match", [
+    ("../outside.safetensors", "model_file must be a file name inside the run folder, got '../outside.safetensors'"),
+    ("{outside}", "model_file must be a file name inside the run folder"),  # an absolute path
+    ("sub/model-s1-e1.safetensors", "model_file must be a file name inside the run folder"),
+    ("state.json", "model_file must be a file name inside the run folder"),
+    ("model-s9-e9.safetensors", "names model_file 'model-s9-e9.safetensors', which is not a file in"),
+    (7, "model_file must be a file name inside the run folder, got 7"),
+])
+def test_checkpoint_file_names_from_state_json_are_checked_before_use(tmp_path, name, match):
+    from safetensors.torch import save_file
+
+    from bridgedfast.transfer.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tmp_path / "run" / "checkpoint"
+    save_checkpoint(folder, model_state={"w": torch.ones(2)}, optimizer_state=None, state={"stage": 1, "epoch": 1})
+    assert torch.equal(load_checkpoint(folder)[1]["w"], torch.ones(2))
+    outside = tmp_path / "run" / "outside.safetensors"  # a readable file the name would reach
+    save_file({"w": torch.zeros(2)}, str(outside))
+    (folder / "sub").mkdir()
+    save_file({"w": torch.zeros(2)}, str(folder / "sub" / "model-s1-e1.safetensors"))
+    state = json.loads((folder / "state.json").read_text())
+    state["model_file"] = name.format(outside=outside) if isinstance(name, str) else name
+    (folder / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=match):
+        load_checkpoint(folder)
 
 
 def test_config_defaults_are_resolved_and_documented():
@@ -326,3 +353,35 @@ def test_a_synthetic_store_with_an_empty_class_is_refused_before_training(fakes,
     with pytest.raises(ValueError, match=r"--synthetic store 'synthetic' holds no images of classes 'cat'"):
         train(config(tmp_path, mode))
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- a minimum of optimiser steps per stage
+def test_min_steps_raises_a_short_stages_epochs_and_results_record_the_steps(fakes, tmp_path):
+    """1 shot x 3 classes at batch 2 (drop_last): 1 step per epoch, so min_steps 4 gives the stage
+    ceil(4 / 1) = 4 epochs, tested (and checkpointed) every 4 epochs: as often as the requested
+    single epoch."""
+    steps = []
+    res = train(config(tmp_path, "vanilla", shots=1, batch_size=2, min_steps=4), on_step=steps.append)
+    (s2,) = res["stages"]
+    assert (s2["epochs_requested"], s2["epochs"], s2["steps_per_epoch"], s2["steps"]) == (1, 4, 1, 4)
+    assert s2["min_steps"] == 4 and s2["stride"] == 4
+    assert steps == [1, 2, 3, 4]  # the optimiser steps actually taken
+    rows = [h for h in res["history"] if h["stage"] == "stage2"]
+    assert [h["images"] for h in rows] == [2] * 4
+    assert [h["test_top1"] is None for h in rows] == [True] * 3 + [False]
+    assert res["config"]["stage2"]["epochs"] == 1  # the requested schedule is what the run folder is keyed by
+
+
+def test_apply_min_steps_hand_computed():
+    from bridgedfast.transfer.trainer import apply_min_steps
+
+    assert TrainConfig.options()["min_steps"].default == 100
+    s = StageConfig(epochs=3)
+    assert apply_min_steps(s, 7, 100) == {"epochs_requested": 3, "epochs": 15, "steps_per_epoch": 7, "steps": 105,
+                                          "min_steps": 100, "stride": 5}  # ceil(100 / 7) = 15 epochs
+    assert s.epochs == 15
+    s = StageConfig(epochs=3, steps_per_epoch=40)  # 120 steps >= 100: unchanged
+    assert apply_min_steps(s, 7, 100)["epochs"] == 3 and s.epochs == 3
+    s = StageConfig(epochs=2)
+    assert apply_min_steps(s, 1, 0) == {"epochs_requested": 2, "epochs": 2, "steps_per_epoch": 1, "steps": 2,
+                                        "min_steps": 0, "stride": 1}

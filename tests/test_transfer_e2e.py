@@ -42,7 +42,7 @@ def stores(tmp_path_factory):
 def cfg(stores, out, mode="vanilla", **kw):
     base = dict(model=MODEL, real_train=stores["real_train"], real_test=stores["real_test"], out=str(out), mode=mode,
                 synthetic=None if mode == "vanilla" else stores["synthetic"], pretrained="none", epochs=1, batch_size=8,
-                image_size=32, device="cpu", progress=False, lr=0.05)
+                image_size=32, device="cpu", progress=False, lr=0.05, min_steps=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -50,7 +50,7 @@ def cfg(stores, out, mode="vanilla", **kw):
 def cli_args(stores, out, mode="vanilla", *extra):
     args = ["train", "--model", MODEL, "--real-train", stores["real_train"], "--real-test", stores["real_test"],
             "--mode", mode, "--out", str(out), "--pretrained", "none", "--epochs", "1", "--batch-size", "8",
-            "--image-size", "32", "--device", "cpu", "--lr", "0.05", "--no-progress"]
+            "--image-size", "32", "--device", "cpu", "--lr", "0.05", "--min-steps", "0", "--no-progress"]
     if mode != "vanilla":
         args += ["--synthetic", stores["synthetic"]]
     return args + list(extra)

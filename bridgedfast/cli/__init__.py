@@ -13,7 +13,7 @@ import importlib
 import sys
 from types import ModuleType
 
-COMMANDS = ["info", "pack", "invert", "generate", "filter", "train", "run", "bench", "demo"]
+COMMANDS = ["info", "pack", "invert", "generate", "filter", "train", "run", "bench", "demo", "world"]
 
 EXIT_USAGE = 2
 

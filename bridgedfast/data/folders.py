@@ -1,6 +1,6 @@
 """A folder of class sub-folders of images, read the way torchvision's `ImageFolder` reads it
 (`find_classes` + `make_dataset`): class = sub-folder name, sorted; the images of a class are
-found recursively (links followed) in sorted order. Hidden files and folders are skipped.
+found recursively (links followed, each real folder once, so a link loop ends) in sorted order. Hidden files and folders are skipped.
 `pack` and style inversion both read real images through `scan_class_folders`."""
 from __future__ import annotations
 
@@ -36,7 +36,13 @@ def scan_class_folders(root: str | os.PathLike, what: str = "folder") -> ClassFo
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     found = ClassFolders(root, classes)
     for label, name in enumerate(classes):
+        seen: set[tuple[int, int]] = set()  # (device, inode) of each real folder walked for this class
         for folder, dirs, names in os.walk(root / name, followlinks=True):
+            real = os.stat(folder)
+            if (real.st_dev, real.st_ino) in seen:  # reached again through a link: a loop or a second path
+                dirs[:] = []
+                continue
+            seen.add((real.st_dev, real.st_ino))
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for n in sorted(names):
                 if n.startswith("."):

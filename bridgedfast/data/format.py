@@ -2,7 +2,8 @@
 
 A store is a directory:
 
-    store.json      header (JSON): magic, format version, class names, default encoding
+    store.json      header (JSON): magic, format version, class names, default encoding, and
+                    the CRC32 of those fields (`header_checksum`; absent in older stores)
     index.bin       append-only: a 64-byte binary header, then one 64-byte little-endian
                     record per image (RECORD_DTYPE)
     meta.bin        append-only: the images' JSON metadata, back to back
@@ -125,13 +126,28 @@ def parse_commit(raw: bytes) -> Commit:
     return Commit(count=int(count), index_crc=int(index_crc))
 
 
+HEADER_KEYS = {"format", "version", "classes", "encoding"}
+
+
+def header_checksum(header: dict) -> str:
+    """'crc32:XXXXXXXX' of the header's fields other than 'checksum', in canonical JSON (sorted
+    keys, no spaces): what store.json's 'checksum' holds."""
+    body = {k: v for k, v in header.items() if k != "checksum"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return f"crc32:{zlib.crc32(canonical):08x}"
+
+
 def encode_header(classes: list[str], encoding: str) -> bytes:
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "classes": list(classes), "encoding": encoding}
+    header["checksum"] = header_checksum(header)
     return (json.dumps(header, indent=1) + "\n").encode()
 
 
 def parse_header(raw: bytes) -> dict:
-    """Parses store.json: returns {'classes': [...], 'encoding': ...}; raises StoreError."""
+    """Parses store.json: returns {'classes': [...], 'encoding': ...}; raises StoreError.
+
+    The checksum (stores written since it was added) covers every field, so an edited class
+    name is caught; a header without one (an older store) must hold exactly the four fields."""
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -141,12 +157,75 @@ def parse_header(raw: bytes) -> dict:
     version = header.get("version")
     if version != FORMAT_VERSION:
         raise StoreVersionError(f"store has format version {version!r}; this bridgedfast reads version {FORMAT_VERSION}")
+    unknown = sorted(set(header) - HEADER_KEYS - {"checksum"})
+    if unknown:
+        raise StoreError(f"store.json is damaged: unknown field(s) {unknown}")
+    if "checksum" in header and header["checksum"] != header_checksum(header):
+        raise StoreError(f"store.json is damaged: its fields do not match its checksum {header['checksum']!r} "
+                         f"(computed {header_checksum(header)!r}); was it edited?")
     classes = header.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
         raise StoreError("store.json is damaged: 'classes' must be a list of distinct strings")
     if header.get("encoding") not in ENCODINGS:
         raise StoreError(f"store.json is damaged: unknown encoding {header.get('encoding')!r}")
     return header
+
+
+# The largest JPEG (in pixels) a store may hold and the readers decode: 256 Mi pixels, 768 MiB
+# as RGB; `pack` (Pillow's decompression-bomb limit, 179 M pixels) never writes a larger one.
+MAX_JPEG_PIXELS = 1 << 28
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame (not DHT, JPG, DAC)
+_NO_LENGTH_MARKERS = frozenset([0x01, *range(0xD0, 0xD9)])      # TEM, RSTn, SOI
+
+
+def jpeg_size(data) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame header, read from its first segments without
+    decoding anything (`data`: bytes, a memoryview or a 1-D uint8 array/tensor); None when no
+    frame header comes before the image data (not a JPEG, or damaged)."""
+    if hasattr(data, "numpy"):
+        data = data.numpy()
+    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    n = len(buf)
+    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
+        return None
+    pos = 2
+    while pos + 4 <= n:
+        if buf[pos] != 0xFF:
+            return None
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _NO_LENGTH_MARKERS:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            return None
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
+        if length < 2:
+            return None
+        if marker in _SOF_MARKERS:
+            if length < 7 or pos + 9 > n:
+                return None
+            height = (buf[pos + 5] << 8) | buf[pos + 6]
+            width = (buf[pos + 7] << 8) | buf[pos + 8]
+            return height, width
+        pos += 2 + length
+    return None
+
+
+def jpeg_size_problem(data, height: int, width: int) -> str | None:
+    """Why a stored JPEG cannot be decoded into a buffer of the index's height x width (its header
+    says another size, has none, or is over MAX_JPEG_PIXELS), or None when it can."""
+    size = jpeg_size(data)
+    if size is None:
+        return "its JPEG does not decode (no frame header before the image data)"
+    if size[0] * size[1] > MAX_JPEG_PIXELS:
+        return f"its JPEG header says {size[0]}x{size[1]} pixels, over the limit of {MAX_JPEG_PIXELS} pixels"
+    if size != (int(height), int(width)):
+        return f"its JPEG header says {size[0]}x{size[1]} (height x width), the index says {int(height)}x{int(width)}"
+    return None
 
 
 def record_crcs(records: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ from ..ops import to_device_async
 from ..packed import PackedImages
 from ..buffers import BufferPool
 from . import decode as _decode
-from .format import ENCODINGS, StoreCorruptError, shard_name
+from .format import ENCODINGS, StoreCorruptError, jpeg_size_problem, shard_name
 from .mapping import map_contiguous
 from .sampler import MixedSampler, batch_seed
 from .store import ImageStore, decode_jpeg
@@ -77,6 +77,23 @@ class _StoreView:
         self.is_jpeg = r["encoding"] == _JPEG
         self.targets = target_of_label[r["label"].astype(np.int64)]
         self.cache_offset: np.ndarray | None = None  # where each decoded image sits in the device cache
+        self.header_ok = ~self.is_jpeg  # JPEGs whose frame header has been checked against the index
+
+    def check(self, idx: np.ndarray) -> None:
+        """Raises StoreCorruptError for the first of images `idx` whose shard is truncated or
+        whose JPEG frame header disagrees with the index (or is over MAX_JPEG_PIXELS): decode
+        buffers are sized from the index only once its claim has been checked this way
+        (each JPEG's header is read once per loader)."""
+        if not self.intact[idx].all():
+            i = int(idx[~self.intact[idx]][0])
+            raise StoreCorruptError(
+                f"{self.store.path}: image {i} is damaged: {shard_name(int(self.store.records[i]['shard']))} "
+                "is truncated (run ImageStore.verify() for the full list)")
+        for i in np.unique(idx[~self.header_ok[idx]]):
+            why = jpeg_size_problem(self.store.encoded(int(i)), self.height[i], self.width[i])
+            if why is not None:
+                raise StoreCorruptError(f"{self.store.path}: image {int(i)} is damaged: {why}")
+            self.header_ok[i] = True
 
 
 def _class_map(store: ImageStore, classes: list[str], role: str) -> np.ndarray:
@@ -150,14 +167,10 @@ class _StoreBytes:
             self._sources = [self._combined]
 
     def _check_intact(self, is_syn: np.ndarray, index: np.ndarray) -> None:
+        """Before any buffer is sized from the index: shards hold the bytes, JPEG headers agree."""
         for which, mask in ((0, ~is_syn), (1, is_syn)):
-            view = self._views[which]
-            if mask.any() and not view.intact[index[mask]].all():
-                i = int(index[mask][~view.intact[index[mask]]][0])
-                raise StoreCorruptError(
-                    f"{view.store.path}: image {i} is damaged: {shard_name(int(view.store.records[i]['shard']))} "
-                    "is truncated (run ImageStore.verify() for the full list)"
-                )
+            if mask.any():
+                self._views[which].check(index[mask])
 
     def _zero_copy(self, is_syn, index, heights, widths) -> PackedImages | None:
         """The batch as offsets into the store mapping itself (CPU, all raw): no copy at all."""
@@ -300,6 +313,9 @@ class _StoreBytes:
     def _build_cache(self) -> None:
         """Decodes both stores once into one uint8 tensor on the device (images 64-byte aligned;
         JPEGs by nvJPEG when the loader decodes with it)."""
+        for which, view in enumerate(self._views):
+            if view is not None:  # every size checked before the cache is sized from them
+                self._check_intact(np.full(len(view.height), which == 1), np.arange(len(view.height)))
         sizes = [v.height * v.width * 3 if v is not None else np.empty(0, np.int64) for v in self._views]
         starts, total = _offsets(np.concatenate(sizes))
         cache = torch.empty(total, dtype=torch.uint8, device=self.device)
@@ -310,7 +326,6 @@ class _StoreBytes:
             n = len(view.height)
             view.cache_offset = starts[first : first + n]
             first += n
-            self._check_intact(np.full(n, which == 1), np.arange(n))
             for lo in range(0, n, chunk):
                 idx = np.arange(lo, min(lo + chunk, n))
                 is_syn, h, w = np.full(len(idx), which == 1), view.height[idx], view.width[idx]

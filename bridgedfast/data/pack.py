@@ -1,10 +1,12 @@
 """pack: a folder of class sub-folders -> an ImageStore, in parallel, all-or-nothing.
 
 The store is written under a temporary name next to `dst` and renamed into place only when
-every image is in, so a failed or interrupted pack never leaves a half-written store.
+every image is in, so a failed or interrupted pack never leaves a half-written store; the hidden
+folder a killed pack leaves behind is removed by the next pack of the same destination.
 """
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..options import BOOL, INT, POSITIVE_INT, STR, Config, option, shared, spec, takes_options
 from .folders import IMAGE_EXTENSIONS, scan_class_folders
-from .format import ENCODINGS
+from .format import ENCODINGS, LOCK_FILE
 from .store import ImageStore, ImageStoreWriter
 
 __all__ = ["ENCODING", "JPEG_QUALITY", "PackConfig", "PackReport", "pack", "pack_folder"]
@@ -90,6 +92,70 @@ def _load(path: Path, max_side: int | None, encoding: str, quality: int) -> tupl
         return buf.getvalue(), h, w, "jpeg"
 
 
+def _remove_abandoned(dst: Path) -> list[Path]:
+    """Removes the hidden `.DST.packing-*` folders that killed packs of `dst` left behind. A
+    pack holds its folder's writer lock (LOCK) until the store is renamed into place, so a
+    folder whose lock can be taken belongs to no running pack. Returns the folders removed."""
+    import fcntl
+
+    removed = []
+    for folder in sorted(dst.parent.glob(f".{glob.escape(dst.name)}.packing-*")):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            continue  # no lock file yet: a pack is creating it this instant
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a running pack
+        finally:
+            os.close(fd)  # (closing releases the lock again)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _pack_into(tmp: Path, dst: Path, src: Path, classes: list[str], files: list[tuple[Path, int]],
+               skipped: list[tuple[str, str]], cfg: PackConfig) -> int:
+    """Writes the store at `tmp` and renames it to `dst` while still holding its writer lock."""
+    from tqdm import tqdm
+
+    workers = cfg.workers or min(8, os.cpu_count() or 1)
+    with ImageStoreWriter(tmp, classes, encoding=cfg.encoding, quality=cfg.quality, commit_every=10**9,
+                          commit_seconds=30.0, shard_bytes=cfg.shard_bytes) as writer, \
+            ThreadPoolExecutor(workers, thread_name_prefix="bridgedfast-pack") as pool, \
+            tqdm(total=len(files), desc=f"pack {src.name}", unit="img", disable=not cfg.progress) as bar:
+        window = 4 * workers  # bounded look-ahead: memory stays flat for any dataset size
+        futures = [pool.submit(_load, p, cfg.max_side, cfg.encoding, cfg.quality) for p, _ in files[:window]]
+        for k, (path, label) in enumerate(files):
+            if k + window < len(files):
+                futures.append(pool.submit(_load, files[k + window][0], cfg.max_side, cfg.encoding, cfg.quality))
+            try:
+                data, h, w, enc = futures[k].result()
+                futures[k] = None
+            except Exception as exc:  # PIL raises many kinds for a bad file
+                futures[k] = None
+                why = f"cannot read image: {type(exc).__name__}: {exc}"
+                if not cfg.skip_bad:
+                    raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip bad images)") from None
+                skipped.append((str(path), why))
+                bar.update(1)
+                continue
+            writer.add_encoded(data, h, w, label, {"path": str(path.relative_to(src))}, encoding=enc)
+            bar.update(1)
+        writer.commit()
+        count = len(writer)
+        report = {"source": str(src.resolve()), "classes": classes, "images": count, "encoding": cfg.encoding,
+                  "max_side": cfg.max_side, "quality": cfg.quality, "skipped": [{"path": p, "why": w} for p, w in skipped]}
+        (tmp / "pack.json").write_text(json.dumps(report, indent=1) + "\n")
+        if dst.exists():
+            raise ValueError(f"destination {str(dst)!r} appeared while packing; the new store was not moved there")
+        os.rename(tmp, dst)  # the writer's lock is held until after this: see _remove_abandoned
+    return count
+
+
 @takes_options(PackConfig)
 def pack_folder(src_dir: str | os.PathLike, dst: str | os.PathLike, **options: Any) -> PackReport:
     """`pack`, returning a PackReport with what was skipped (see `pack`)."""
@@ -102,41 +168,11 @@ def pack_folder(src_dir: str | os.PathLike, dst: str | os.PathLike, **options: A
         path, why = not_images[0]
         raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip {len(not_images)} such file(s))")
     skipped = [(str(p), why) for p, why in not_images]
-    workers = cfg.workers or min(8, os.cpu_count() or 1)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(dst)
     tmp = dst.parent / f".{dst.name}.packing-{uuid.uuid4().hex[:8]}"
-    from tqdm import tqdm
-
     try:
-        with ImageStoreWriter(tmp, classes, encoding=cfg.encoding, quality=cfg.quality, commit_every=10**9,
-                              commit_seconds=30.0, shard_bytes=cfg.shard_bytes) as writer, \
-                ThreadPoolExecutor(workers, thread_name_prefix="bridgedfast-pack") as pool, \
-                tqdm(total=len(files), desc=f"pack {src.name}", unit="img", disable=not cfg.progress) as bar:
-            window = 4 * workers  # bounded look-ahead: memory stays flat for any dataset size
-            futures = [pool.submit(_load, p, cfg.max_side, cfg.encoding, cfg.quality) for p, _ in files[:window]]
-            for k, (path, label) in enumerate(files):
-                if k + window < len(files):
-                    futures.append(pool.submit(_load, files[k + window][0], cfg.max_side, cfg.encoding, cfg.quality))
-                try:
-                    data, h, w, enc = futures[k].result()
-                    futures[k] = None
-                except Exception as exc:  # PIL raises many kinds for a bad file
-                    futures[k] = None
-                    why = f"cannot read image: {type(exc).__name__}: {exc}"
-                    if not cfg.skip_bad:
-                        raise ValueError(f"{path}: {why} (use --skip-bad / skip_bad=True to skip bad images)") from None
-                    skipped.append((str(path), why))
-                    bar.update(1)
-                    continue
-                writer.add_encoded(data, h, w, label, {"path": str(path.relative_to(src))}, encoding=enc)
-                bar.update(1)
-            count = len(writer)
-        report = {"source": str(src.resolve()), "classes": classes, "images": count, "encoding": cfg.encoding,
-                  "max_side": cfg.max_side, "quality": cfg.quality, "skipped": [{"path": p, "why": w} for p, w in skipped]}
-        (tmp / "pack.json").write_text(json.dumps(report, indent=1) + "\n")
-        if dst.exists():
-            raise ValueError(f"destination {str(dst)!r} appeared while packing; the new store was not moved there")
-        os.rename(tmp, dst)
+        count = _pack_into(tmp, dst, src, classes, files, skipped, cfg)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import shutil
+import threading
 import time
 import uuid
 import zlib
@@ -38,6 +39,7 @@ from .format import (
     encode_commit,
     encode_header,
     encode_index_header,
+    jpeg_size_problem,
     parse_commit,
     parse_header,
     parse_index_header,
@@ -134,10 +136,19 @@ def _check_store_dir(path: Path) -> None:
 class ImageStore:
     """Read access to an image store: `len(store)`, `.classes`, `.labels`, `.image(i)`,
     `.meta(i)`, `.verify()`. Only the committed prefix is visible; `refresh()` picks up images
-    a concurrent writer has committed since."""
+    a concurrent writer has committed since.
 
-    def __init__(self, path: PathLike) -> None:
+    Opening checks the header (its checksum), the COMMIT record, the committed index records
+    (their joint CRC32 and every field's range) and that the shards hold the committed bytes.
+    Reads are zero-copy and do not checksum the pixels, unless `verify_reads=True`: then each
+    image's index record is checked at open, each shard's images (CRC32, JPEG frame sizes) before
+    the shard's first use (`image`, `encoded` or `shards`, which a MixedLoader takes when it is
+    made) and each metadata read against its CRC32; a damaged shard raises StoreCorruptError."""
+
+    def __init__(self, path: PathLike, *, verify_reads: bool = False) -> None:
         self.path = Path(path)
+        self.verify_reads = bool(verify_reads)
+        self._verify_lock = threading.Lock()
         _check_store_dir(self.path)
         self._load()
 
@@ -163,13 +174,19 @@ class ImageStore:
         meta_have = meta_file.stat().st_size if meta_file.exists() else 0
         self._meta = _map_readonly(meta_file, min(meta_end, meta_have)).numpy() if meta_end else np.empty(0, np.uint8)
         self.labels: torch.Tensor = torch.from_numpy(records["label"].astype(np.int64))
+        self._verified = [False] * num_shards
+        if self.verify_reads:
+            bad = np.flatnonzero(record_crcs(records) != records["record_crc"])
+            if len(bad):
+                raise StoreCorruptError(f"{self.path}: image {int(bad[0])}: its index record fails its checksum "
+                                        f"({len(bad)} such record(s))")
 
     def __getstate__(self) -> dict:
         # Worker processes (spawn) reopen the store by path instead of copying its mapped bytes.
-        return {"path": str(self.path)}
+        return {"path": str(self.path), "verify_reads": self.verify_reads}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["path"], verify_reads=state.get("verify_reads", False))
 
     def refresh(self) -> "ImageStore":
         """Re-reads the commit record: images committed by a writer since opening become visible."""
@@ -202,14 +219,51 @@ class ImageStore:
 
     @property
     def shards(self) -> list[torch.Tensor]:
-        """The memory-mapped shard files as flat uint8 tensors (what the gather op reads)."""
+        """The memory-mapped shard files as flat uint8 tensors (what the gather op reads); with
+        verify_reads, every shard is verified first."""
+        for shard in range(len(self._shards)):
+            self._verify_shard(shard)
         return self._shards
+
+    def _verify_shard(self, shard: int) -> None:
+        """With verify_reads: checks every image of `shard` once (see `_damage`)."""
+        if not self.verify_reads or self._verified[shard]:
+            return
+        with self._verify_lock:
+            if self._verified[shard]:
+                return
+            damaged = []
+            for i in np.flatnonzero(self._records["shard"] == shard):
+                why = self._damage(int(i))
+                if why is not None:
+                    damaged.append(why)
+            if damaged:
+                raise StoreCorruptError(f"{self.path}: {len(damaged)} damaged image(s) in {shard_name(shard)} "
+                                        f"(checked before its first read): " + "; ".join(damaged[:10]))
+            self._verified[shard] = True
+
+    def _damage(self, i: int) -> str | None:
+        """What is wrong with image i's stored bytes (truncated, checksum, JPEG frame size), or None."""
+        r = self._records[i]
+        shard, offset, nbytes = int(r["shard"]), int(r["offset"]), int(r["nbytes"])
+        where = f"{shard_name(shard)} bytes {offset}..{offset + nbytes}"
+        if offset + nbytes > self._shards[shard].numel():
+            return f"image {i} ({where}): the shard is truncated at {self._shards[shard].numel()} bytes"
+        data = self._shards[shard][offset : offset + nbytes]
+        if zlib.crc32(data.numpy()) != int(r["data_crc"]):
+            return f"image {i} ({where}): pixel data checksum mismatch"
+        if int(r["encoding"]) == ENCODINGS["jpeg"]:
+            why = jpeg_size_problem(data, int(r["height"]), int(r["width"]))
+            if why is not None:
+                return f"image {i} ({where}): {why}"
+        return None
 
     def encoded(self, i: int) -> torch.Tensor:
         """The stored bytes of image i (raw pixels or JPEG) as a uint8 view into the mapping."""
         i = self._check_index(i)
         r = self._records[i]
         shard, offset, nbytes = int(r["shard"]), int(r["offset"]), int(r["nbytes"])
+        self._verify_shard(shard)
         if offset + nbytes > self._shards[shard].numel():
             raise StoreCorruptError(
                 f"image {i} is damaged: {shard_name(shard)} is truncated (needs bytes up to {offset + nbytes}, "
@@ -225,6 +279,9 @@ class ImageStore:
         data = self.encoded(i)
         if int(r["encoding"]) == ENCODINGS["raw"]:
             return data.view(h, w, 3)
+        why = jpeg_size_problem(data, h, w)  # before the decoder allocates what the header claims
+        if why is not None:
+            raise StoreCorruptError(f"image {i} is damaged: {why}")
         try:
             pixels = decode_jpeg(data)
         except Exception as exc:  # Pillow raises several kinds for a broken file
@@ -246,6 +303,8 @@ class ImageStore:
         if start + length > len(self._meta):
             raise StoreCorruptError(f"image {i} is damaged: {META_FILE} is truncated")
         raw = self._meta[start : start + length].tobytes()
+        if self.verify_reads and zlib.crc32(raw) != int(r["meta_crc"]):
+            raise StoreCorruptError(f"image {i} is damaged: its metadata in {META_FILE} fails its checksum")
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -259,11 +318,16 @@ class ImageStore:
         return self.image(i), self.label(i)
 
     def verify(self, *, progress: bool = False) -> int:
-        """Checks every committed image's bytes, metadata and index record against their CRC32s.
+        """Checks the header (re-read: its checksum), every committed image's bytes, metadata and
+        index record against their CRC32s, and every JPEG's frame size against the index.
 
         Returns the number of images checked; raises StoreCorruptError naming the damaged
         images (index, shard file and byte range) otherwise.
         """
+        try:
+            parse_header(_read(self.path / HEADER_FILE, "header"))
+        except StoreError as exc:
+            raise StoreCorruptError(f"{self.path}: {exc}") from None
         damaged: list[str] = []
         bad_records = np.flatnonzero(record_crcs(self._records) != self._records["record_crc"])
         for i in bad_records[:10]:
@@ -276,15 +340,11 @@ class ImageStore:
         for i in iterator:
             if len(damaged) >= 10:
                 break
+            why = self._damage(i)
+            if why is not None:
+                damaged.append(why)
+                continue
             r = self._records[i]
-            shard, offset, nbytes = int(r["shard"]), int(r["offset"]), int(r["nbytes"])
-            where = f"{shard_name(shard)} bytes {offset}..{offset + nbytes}"
-            if offset + nbytes > self._shards[shard].numel():
-                damaged.append(f"image {i} ({where}): the shard is truncated at {self._shards[shard].numel()} bytes")
-                continue
-            if zlib.crc32(self._shards[shard][offset : offset + nbytes].numpy()) != int(r["data_crc"]):
-                damaged.append(f"image {i} ({where}): pixel data checksum mismatch")
-                continue
             start, length = int(r["meta_offset"]), int(r["meta_len"])
             if start + length > len(self._meta):
                 damaged.append(f"image {i}: {META_FILE} is truncated")

@@ -94,7 +94,9 @@ SECTIONS: dict[str, list[Option]] = {
                keyed="if_set"),
     ],
     "style": [
-        Option("enabled", BOOL, True, "dataset style inversion before generation"),
+        Option("enabled", one_or_more(BOOL), True, "dataset style inversion before generation (on the K-shot split "
+               "of each shots value, null shots: all real training images); [true, false] = the style study: also a "
+               "plain store (no style token) and every synthetic mode trained on each"),
         Option("template", one_or_more(STR), "a photo of a {} in the style of {token}", "the generation prompt with the "
                "style token (a list: image i uses template i mod T)",
                check=_style_template, keyed=False),  # keys the generation step, not the inversion
@@ -118,6 +120,9 @@ SECTIONS: dict[str, list[Option]] = {
     "report": [
         Option("samples_per_class", INT, 4, "samples per class in the real vs synthetic grid", min=1),
         Option("max_classes", INT, 10, "classes shown in the sample grid", min=1),
+        Option("measure_images", INT, 500, "images per store (and of the real training images), balanced across "
+               "classes, for the synthetic-real gap (KID in the pretrained classifier's features) and class "
+               "faithfulness; 0 = not measured", min=0),
     ],
 }
 
@@ -320,9 +325,10 @@ def _check_studies(exp: Experiment, base: Path) -> None:
             raise ExperimentError(f"generation.prompts: {g.prompts!r} does not exist")
         if g.template != DEFAULT_TEMPLATE:
             raise ExperimentError("give generation.template or generation.prompts, not both")
-    for name, value in (("per_class", g.per_class), ("guidance_scale", g.guidance_scale)):
+    for name, value in (("generation.per_class", g.per_class), ("generation.guidance_scale", g.guidance_scale),
+                        ("style.enabled", exp.style.enabled)):
         if isinstance(value, list) and len(set(value)) != len(value):
-            raise ExperimentError(f"generation.{name} lists a value twice: {value}")
+            raise ExperimentError(f"{name} lists a value twice: {value}")
     if f.enabled:
         needed = "clip_model" if f.by == "clip" else "classifier"
         path = getattr(f, needed)

@@ -56,9 +56,11 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, nostyle: Path | None,
-            runs: list[Path], timings: dict, note: str | None, studies: tuple | None = None) -> list[tuple[str, Any]]:
+            runs: list[Path], timings: dict, note: str | None, studies: tuple | None = None,
+            gap: dict | None = None) -> list[tuple[str, Any]]:
     from ..data import ImageStore
     from ..transfer import compare_runs
+    from .claims import methodology_blocks, mode_label
     from .study_report import point_label, study_blocks
 
     b: list[tuple[str, Any]] = [("h1", "bridgedfast experiment report")]
@@ -71,7 +73,8 @@ def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, 
 
     b.append(("h2", "Results (test top-1 on the real test set)"))
     per_run, groups = compare_runs(runs) if runs else ([], [])
-    rows = [[g["mode"], "all" if g["shots"] is None else str(g["shots"]), str(g["runs"]),
+    points = studies[1] if studies else {}
+    rows = [[mode_label(g["mode"], points.get(g["dirs"][0])), "all" if g["shots"] is None else str(g["shots"]), str(g["runs"]),
              f"{100 * g['top1_mean']:.2f} ± {100 * g['top1_std']:.2f}", _fmt(g["leep_mean"], 3)] for g in groups]
     head = ["mode", "shots per class", "seeds", "top-1 % (mean ± std)", "LEEP after stage 1"]
     studied = study_blocks(exp, out, runs, studies, len(real.classes))
@@ -80,12 +83,13 @@ def _blocks(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, 
         for row, g in zip(rows, groups):
             row.insert(2, point_label(studies, g["dirs"]))
     b.append(("table", (head, rows)))
-    run_rows = [[r["mode"], "all" if r["shots"] is None else str(r["shots"]), str(r["seed"]),
+    run_rows = [[mode_label(r["mode"], points.get(r["dir"])), "all" if r["shots"] is None else str(r["shots"]), str(r["seed"]),
                  f"{100 * r['test_top1']:.2f}", "-" if r["test_top5"] is None else f"{100 * r['test_top5']:.2f}",
                  _fmt(r["leep"], 3), os.path.relpath(r["dir"], out)] for r in per_run]
     b.append(("h3", "Every run"))
     b.append(("table", (["mode", "shots", "seed", "top-1 %", "top-5 %", "LEEP", "folder"], run_rows)))
     b += studied
+    b += methodology_blocks(exp, runs, studies, gap)
 
     if synthetic is not None:
         b.append(("h2", "Real vs synthetic samples"))
@@ -145,6 +149,8 @@ def _md(blocks: list[tuple[str, Any]]) -> str:
             head, rows = v
             out.append("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
             out[-1] += "".join("\n| " + " | ".join(r) + " |" for r in rows)
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in v))
         elif kind == "img":
             out.append(f"![{v[1]}]({v[0]})")
         elif kind == "code":
@@ -171,6 +177,8 @@ def _html(blocks: list[tuple[str, Any]]) -> str:
             head, rows = v
             parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
                          + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{e(item)}</li>" for item in v) + "</ul>")
         elif kind == "img":
             parts.append(f"<p><img src='{e(v[0])}' alt='{e(v[1])}' style='max-width:100%'></p>")
         elif kind == "code":
@@ -180,12 +188,14 @@ def _html(blocks: list[tuple[str, Any]]) -> str:
 
 
 def write_report(exp: Experiment, out: Path, *, train: Path, synthetic: Path | None, nostyle: Path | None,
-                 runs: list[Path], timings: dict, note: str | None = None, studies: tuple | None = None) -> Path:
+                 runs: list[Path], timings: dict, note: str | None = None, studies: tuple | None = None,
+                 gap: dict | None = None) -> Path:
+    """OUT/report.md and OUT/report.html; `gap`: `Measurements.all()` (KID, class faithfulness)."""
     note_file = out / "NOTE.txt"
     if note is None and note_file.is_file():
         note = note_file.read_text().strip()
     blocks = _blocks(exp, out, train=train, synthetic=synthetic, nostyle=nostyle, runs=runs, timings=timings, note=note,
-                     studies=studies)
+                     studies=studies, gap=gap)
     for name, text in (("report.md", _md(blocks)), ("report.html", _html(blocks))):
         atomic_write_text(out / name, text)
     return out / "report.md"

@@ -28,6 +28,7 @@ class ExperimentRunner:
         self.steps = Steps(self.out, log)
         self.timings: dict[str, float] = {}
         self._generator = None
+        self._style: Path | None = None  # the style file the generator's pipeline holds
 
     # ---------------------------------------------------------------- data
     def prepare_real(self) -> tuple[str, Path, Path]:
@@ -78,33 +79,44 @@ class ExperimentRunner:
     def _needs_synthetic(self) -> bool:
         return any(m != "vanilla" for m in self.exp.training.modes)
 
-    def generator(self):
+    def generator(self, style: Path | None = None):
+        """The generator (one model load), fresh when `style` is another style file than the one
+        its pipeline already holds (a pipeline knows one embedding per token)."""
+        if self._generator is not None and style is not None and self._style not in (None, style):
+            self._generator = None
         if self._generator is None:
             from ..generate import Generator, GeneratorConfig
 
             g = self.exp.generation
-            self._generator = Generator(g.model, **step_options(g, GeneratorConfig))
+            self._generator, self._style = Generator(g.model, **step_options(g, GeneratorConfig)), None
+        if style is not None:
+            self._style = style
         return self._generator
 
-    def invert(self, data_key: str, train: Path) -> tuple[str | None, Path | None]:
+    def invert(self, data_key: str, images: Path, subset: tuple[int, int] | None = None) -> tuple[str, Path]:
+        """Dataset style inversion on `images` (the real training store, or the few-shot subset
+        `subset` = (shots, split seed) of it: see studies.py); returns (step key, style file)."""
+        from .studies import subset_suffix
+
         s = self.exp.style
-        if not (s.enabled and self._needs_synthetic()):
-            return None, None
-        out = self.out / "style" / "style.safetensors"
-        payload = {"data": data_key, "model": self.exp.generation.model, "style": section_payload(s)}
+        name = "style" + subset_suffix(subset)
+        out = self.out / name / "style.safetensors"
+        payload = {"data": data_key, "model": self.exp.generation.model, "style": {**section_payload(s), "enabled": True}}
+        if subset is not None:
+            payload["subset"] = {"shots": subset[0], "split_seed": subset[1]}
 
         def work() -> dict:
             from ..invert import InvertConfig, invert_style
 
             t0 = time.perf_counter()
-            invert_style(self.exp.generation.model, train, out, **step_options(s, InvertConfig), progress=self.progress)
+            invert_style(self.exp.generation.model, images, out, **step_options(s, InvertConfig), progress=self.progress)
             seconds = time.perf_counter() - t0
             report_path = out.with_name(out.stem + ".report.json")
             extra = json.loads(report_path.read_text()) if report_path.is_file() else {}
             return {"seconds": seconds, "steps": s.steps, **{k: v for k, v in extra.items() if isinstance(v, (int, float, str))}}
 
-        key, result = self.steps.run("style", payload, [out.parent], work)
-        self.timings["style"] = result
+        key, result = self.steps.run(name, payload, [out.parent], work)
+        self.timings.setdefault("style", result)
         return key, out
 
     def generate_images(self, classes: list[str], n: int, out: Path, **extra: Any) -> dict:
@@ -113,7 +125,8 @@ class ExperimentRunner:
 
         options = {**step_options(self.exp.generation, GenerateConfig), **extra}
         options.pop("per_class")
-        return _report_dict(self.generator().generate(classes, n, out, progress=self.progress, **options))
+        return _report_dict(self.generator(options.get("style")).generate(classes, n, out, progress=self.progress,
+                                                                            **options))
 
     def classes(self, train: Path) -> list[str]:
         from ..data import ImageStore
@@ -125,23 +138,25 @@ class ExperimentRunner:
         path = self.out / ".steps" / f"{name}.done.json"
         return json.loads(path.read_text()).get("result") if path.is_file() else None
 
-    def samples_without_style(self, train: Path, data_key: str, style_path: Path | None,
-                              stores: list | None = None) -> Path | None:
-        """A few images per class from the plain template, same seeds as the styled ones: the
-        report shows what the style token changes (next to the first synthetic store)."""
-        if style_path is None:
+    def samples_without_style(self, train: Path, data_key: str, stores: list) -> Path | None:
+        """What the style token changes, for the report's sample grid: the plain store of a style
+        study, else a few images per class from the plain template, same seeds as the styled
+        ones (next to the first synthetic store); None without a styled store."""
+        first = stores[0] if stores else None
+        if first is None or not first.styled:
             return None
+        plain = [s for s in stores if not s.styled]
+        if plain:
+            return plain[0].generated
         g = self.exp.generation
         volumes = g.per_class if isinstance(g.per_class, list) else [g.per_class]
         n = min(self.exp.report.samples_per_class, max(volumes))
         out = self.out / "samples-nostyle"
         payload = {"data": data_key, "n": n, "template": g.template, **section_payload(g)}
-        first = stores[0] if stores else None
         extra: dict[str, Any] = {} if g.prompts is not None else {"template": g.template}
-        if first is not None:
-            extra["guidance_scale"] = first.guidance
-            if first.init is not None:
-                extra["init_images"] = first.init
+        extra["guidance_scale"] = first.guidance
+        if first.init is not None:
+            extra["init_images"] = first.init
 
         def work() -> dict:
             return self.generate_images(self.classes(train), n, out, **extra)
@@ -168,17 +183,18 @@ class ExperimentRunner:
 
     # ---------------------------------------------------------------- all
     def run(self) -> Path:
+        from .measure import Measurements
         from .report import write_report
 
         (self.out / "experiment.resolved.yaml").write_text(yaml.safe_dump(self.exp.to_dict(), sort_keys=False))
         data_key, train, test = self.prepare_real()
-        style_key, style_path = self.invert(data_key, train)
         studies = Studies(self)
-        stores = studies.make_stores(train, data_key, style_key, style_path) if self._needs_synthetic() else []
-        nostyle = self.samples_without_style(train, data_key, style_path, stores)
+        stores = studies.make_stores(train, data_key) if self._needs_synthetic() else []
+        nostyle = self.samples_without_style(train, data_key, stores)
         runs, points = studies.train_all(data_key, train, test)
+        gap = Measurements(self, train, data_key).all(stores)
         report = write_report(self.exp, self.out, train=train, synthetic=stores[0].generated if stores else None,
-                              nostyle=nostyle, runs=runs, timings=self._all_timings(), studies=(stores, points))
+                              nostyle=nostyle, runs=runs, timings=self._all_timings(), studies=(stores, points), gap=gap)
         self.log(f"report: {report}")
         return report
 

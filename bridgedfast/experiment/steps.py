@@ -47,6 +47,11 @@ class Steps:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
+    def key_of(self, name: str) -> str | None:
+        """The key step `name` last finished under (None if it has not finished)."""
+        done = self._state(name, "done")
+        return None if done is None else done.get("key")
+
     def run(self, name: str, payload: Any, outputs: list[Path], fn: Callable[[], Any], *,
             enough: Callable[[Any], bool] | None = None) -> tuple[str, Any]:
         """Runs `fn` unless step `name` already finished with this payload; returns (key, result).

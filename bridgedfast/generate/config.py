@@ -15,7 +15,7 @@ from ..devices import DEVICE, INFERENCE_DTYPE
 from ..sd import ALLOW_PICKLE
 from ..options import (BOOL, FLOAT, INT, INT_OR_AUTO, PATH, REQUIRED, SEED_RANGE, SIZE, STR, Config, Kind, Naming,
                        one_or_more, option, python_name, shared)
-from .backends import BACKEND_NAMES
+from .backends import BACKEND_NAMES, COMPILE_MODES
 from .prompts import DEFAULT_TEMPLATE, check_template_text
 from .schedulers import DEFAULT_SCHEDULER, SCHEDULERS, check_scheduler_name
 
@@ -84,7 +84,11 @@ class GeneratorConfig(Config):
                             surfaces=())
     channels_last: bool | None = option(None, BOOL, "channels_last UNet and VAE (default: on CUDA)", surfaces=())
     max_auto_batch: int = option(32, INT, "the largest batch batch_size='auto' picks", min=1, surfaces=())
-    compile_mode: str | None = option(None, STR, "torch.compile mode (default: max-autotune on CUDA)", surfaces=())
+    compile_mode: str | None = option(None, STR, "torch.compile mode for --backend compile: reduce-overhead (CUDA graphs, "
+                                      "no autotuning), max-autotune (adds Triton "
+                                      "autotuning: many more minutes of compiling), max-autotune-no-cudagraphs "
+                                      "or default (default: reduce-overhead on CUDA, default on CPU)",
+                                      nullable=True, choices=COMPILE_MODES, keyed=False)
     cache_dir: str | Path | None = option(None, PATH, "engine cache folder (default: $BRIDGEDFAST_CACHE or "
                                           "~/.cache/bridgedfast)", surfaces=())
 
@@ -127,10 +131,11 @@ class GenerateConfig(Config):
 
 def check_device_settings(cfg: GeneratorConfig, naming: Naming = python_name) -> None:
     """GPU-only settings meeting a CPU device are refused before anything is loaded: fp16 (the CPU
-    has no fast half-precision kernels: a step takes minutes) and the compile and tensorrt
-    backends (compiling the UNet for the CPU takes longer than it saves; TensorRT needs CUDA).
-    A machine without a GPU runs `device auto` on the CPU, so the GPU recipe fails here at once
-    instead of hanging."""
+    has no fast half-precision kernels: a step takes minutes) and the tensorrt backend (TensorRT
+    needs CUDA). The compile backend does run on the CPU, but compiling the UNet there takes
+    minutes and saves little: it is refused where `device auto` fell back to the CPU (the GPU
+    recipe on a machine without a GPU fails at once instead of hanging) and allowed with an
+    explicit `device cpu`."""
     from ..devices import resolve_device
 
     device = resolve_device(cfg.device)
@@ -140,6 +145,7 @@ def check_device_settings(cfg: GeneratorConfig, naming: Naming = python_name) ->
     if cfg.dtype == "fp16":
         raise ValueError(f"{naming('dtype')} fp16 needs a CUDA GPU and would run on {where}: use {naming('dtype')} "
                          "fp32 (or auto) there")
-    if cfg.backend != "eager":
+    if cfg.backend == "tensorrt" or (cfg.backend == "compile" and cfg.device != "cpu"):
         raise ValueError(f"{naming('backend')} {cfg.backend} needs a CUDA GPU and would run on {where}: use "
-                         f"{naming('backend')} eager there")
+                         f"{naming('backend')} eager there" + (f" (or {naming('device')} cpu to compile for the CPU "
+                                                             "anyway: minutes of compiling)" if cfg.backend == "compile" else ""))

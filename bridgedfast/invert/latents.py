@@ -52,6 +52,8 @@ def _read_shards(folder: Path, wanted: set[str]) -> dict[str, tuple[torch.Tensor
                 if not rows:
                     continue
                 mean, std = f.get_tensor("mean"), f.get_tensor("std")
+            if mean.ndim < 1 or std.shape != mean.shape or mean.shape[0] != len(keys):
+                raise ValueError(f"it holds {len(keys)} keys but mean {tuple(mean.shape)} and std {tuple(std.shape)}")
         except Exception as exc:  # a damaged shard is only a cache miss
             warnings.warn(f"ignoring unreadable latent cache shard {shard}: {exc}", stacklevel=2)
             continue

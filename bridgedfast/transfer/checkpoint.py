@@ -73,14 +73,32 @@ def save_checkpoint(
             f.unlink(missing_ok=True)
 
 
+def _named_file(folder: Path, state: dict[str, Any], key: str) -> Path:
+    """The file state.json names under `key`: a plain file name (no folder part, no '..') of an
+    existing file in `folder`; anything else is a damaged or hand-edited state.json."""
+    name = state.get(key)
+    where = f"checkpoint {str(folder / 'state.json')!r}"
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name \
+            or Path(name).name != name or not name.endswith(".safetensors"):
+        raise ValueError(f"{where} is damaged: {key} must be a file name inside the run folder, got {name!r}")
+    path = folder / name
+    if path.is_symlink() or not path.is_file():
+        raise ValueError(f"{where} names {key} {name!r}, which is not a file in {str(folder)!r}")
+    return path
+
+
 def load_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None] | None:
-    """(state, model tensors, optimizer state dict or None) of the last commit, or None."""
+    """(state, model tensors, optimizer state dict or None) of the last commit, or None. The file
+    names state.json holds are checked (plain names of files in `folder`) before they are read."""
     path = folder / "state.json"
     if not path.is_file():
         return None
     state = json.loads(path.read_text())
-    model_state = load_file(str(folder / state["model_file"]))
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {str(path)!r} is damaged: not a JSON object")
+    model_state = load_file(str(_named_file(folder, state, "model_file")))
     optimizer_state = None
-    if state.get("optimizer_file"):
-        optimizer_state = optimizer_from_flat(load_file(str(folder / state["optimizer_file"])), state["optimizer"])
+    if state.get("optimizer_file") is not None:
+        opt_file = _named_file(folder, state, "optimizer_file")
+        optimizer_state = optimizer_from_flat(load_file(str(opt_file)), state["optimizer"])
     return state, model_state, optimizer_state

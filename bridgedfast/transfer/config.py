@@ -156,6 +156,11 @@ class TrainConfig(Config, surfaces=("cli",)):
                                     min=0.0, max=1.0, min_open=True)
     eval_batch_size: int | None = option(None, INT, "eval batch per process (default: 2 x --batch-size)", min=1)
     eval_every: int = option(1, INT, "test accuracy every N epochs and at each stage's end", min=1)
+    min_steps: int = option(100, INT, "minimum optimiser steps of each stage: a stage whose epochs x steps per epoch "
+                            "(full batches, drop_last) fall short gets ceil(N / steps per epoch) epochs, its test "
+                            "accuracy and checkpoints then as often as the requested epochs had them (a 1-shot stage "
+                            "is otherwise a handful of steps); results.json records each stage's steps; 0 = none",
+                            min=0, metavar="N", surfaces=BOTH, keyed="if_set")
     progress: bool = option(True, BOOL, "progress bars or per-epoch lines", flag="--no-progress", keyed=False)
 
     # ---------------------------------------------------------------- validation

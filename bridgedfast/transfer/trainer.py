@@ -9,6 +9,7 @@ continue exactly where an uninterrupted run would have been.
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any, Callable
@@ -29,7 +30,7 @@ from .results import run_results
 from .run_folder import RunFolder, model_state
 from .stage import Precision, StageState, make_optimizer, train_epoch
 
-__all__ = ["train", "check_batch"]
+__all__ = ["train", "check_batch", "apply_min_steps"]
 
 
 def train(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -46,8 +47,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int], None] | None = None) 
 
 
 def check_batch(name: str, data: str, s: StageConfig, *, world: int, real: int, synthetic: int,
-                fraction: float | None) -> None:
-    """The loader's batch arithmetic, asked of the MixedSampler before anything is written."""
+                fraction: float | None) -> int:
+    """The loader's batch arithmetic, asked of the MixedSampler before anything is written;
+    returns the stage's full batches per loader pass (per process)."""
     if s.batch_size % world:
         raise ValueError(f"{name} batch size {s.batch_size} is not divisible by the {world} processes")
     per_rank = s.batch_size // world
@@ -68,6 +70,21 @@ def check_batch(name: str, data: str, s: StageConfig, *, world: int, real: int, 
     if batches == 0:
         raise ValueError(f"{name}: batch size {s.batch_size} is larger than its {images} {data} training images; "
                          f"use a smaller --batch-size (or --{name}-batch-size)")
+    return batches
+
+
+def apply_min_steps(s: StageConfig, batches: int, min_steps: int) -> dict[str, int]:
+    """Raises `s.epochs` (in place) so that the stage takes at least `min_steps` optimiser steps,
+    `batches` full batches per loader pass (or `s.steps_per_epoch`) per epoch. Returns the
+    stage's schedule record: requested and actual epochs, steps per epoch, steps, and `stride`:
+    the stage evaluates and checkpoints every `stride` x eval_every epochs (and at its end), so a
+    raised stage is tested about as often as the requested schedule would have been."""
+    per_epoch = s.steps_per_epoch or batches
+    requested = s.epochs
+    epochs = max(requested, math.ceil(min_steps / per_epoch)) if min_steps else requested
+    s.epochs = epochs
+    return {"epochs_requested": requested, "epochs": epochs, "steps_per_epoch": per_epoch, "steps": per_epoch * epochs,
+            "min_steps": min_steps, "stride": math.ceil(epochs / requested)}
 
 
 class Trainer:
@@ -81,6 +98,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stage_summaries: list[dict[str, Any]] = []
         self.global_step = 0
+        self.schedule: dict[str, dict[str, int]] = {}  # per stage: apply_min_steps' record
 
     def log(self, msg: str) -> None:
         if self.info.is_main and self.cfg.progress:
@@ -100,8 +118,9 @@ class Trainer:
         self.folder.check_store_sizes(sizes)
         n_syn = len(self.data.synthetic) if self.data.synthetic is not None else 0
         for name, data, s in cfg.stages():
-            check_batch(name, data, s, world=info.world_size, real=len(self.data.train_indices), synthetic=n_syn,
-                        fraction=cfg.synthetic_fraction)
+            batches = check_batch(name, data, s, world=info.world_size, real=len(self.data.train_indices),
+                                  synthetic=n_syn, fraction=cfg.synthetic_fraction)
+            self.schedule[name] = apply_min_steps(s, batches, cfg.min_steps)
         model = self.build_model()
         # Every check has passed: only now does anything get written.
         self.folder.start(sizes, self.data.split_record())
@@ -234,7 +253,8 @@ class Trainer:
             row = train_epoch(st, epoch, seed=cfg.seed, info=self.info, num_classes=self.data.num_classes,
                               precision=self.precision, progress=cfg.progress, on_step=self._stepped)
             last = epoch + 1 == s.epochs
-            if last or (epoch + 1) % cfg.eval_every == 0:
+            tested = last or (epoch + 1) % (cfg.eval_every * self.schedule[st.name]["stride"]) == 0
+            if tested:
                 row["test_top1"], row["test_top5"] = self.evaluator.accuracy(model, self.data.real_test,
                                                                              self.data.test_indices)
             else:
@@ -251,8 +271,9 @@ class Trainer:
                     self.leep = self.evaluator.leep(model, self.data.real_train, self.data.train_indices)
                     self.log(f"LEEP of the {st.name} model on the real training images: {self.leep:.4f}")
                     self.folder.save_model(model, "model_stage1.safetensors")
-                self.stage_summaries.append(st.summary(self.history, self.leep))
-            self.save(model, st, epoch + 1)
+                self.stage_summaries.append({**st.summary(self.history, self.leep), **self.schedule[st.name]})
+            if tested or self.schedule[st.name]["stride"] == 1:
+                self.save(model, st, epoch + 1)
 
     def save(self, model: nn.Module, st: StageState, epoch: int) -> None:
         if self.info.is_main:

@@ -11,6 +11,8 @@ import torch
 from .eager import EagerDecoder, EagerUNet
 
 BACKEND_NAMES = ("eager", "compile", "tensorrt")
+# torch.compile modes `--compile-mode` accepts (the first one that suits the device is the default: compiled.py).
+COMPILE_MODES = ("reduce-overhead", "default", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def check_backend(name: str, device: torch.device) -> None:
