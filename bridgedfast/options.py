@@ -376,7 +376,7 @@ def check_option(opt: Option, value: Any, name: str, *, terse: bool = False, kin
             what = (opt.kind.item.description if opt.kind.item is not None
                     else opt.kind.description.removeprefix("a list of (").removesuffix(")"))
             raise OptionError(f"{name}[{i}] must be {what}, got {item!r}") from None
-        if opt.kind in (INT, FLOAT) and opt.min is not None and not terse:  # "must be a positive integer"
+        if opt.kind in (INT, FLOAT) and opt.min is not None and opt.max is None and not terse:  # "a positive integer"
             raise OptionError(f"{name} must be {_range_text(opt, False)}, got {value!r}") from None
         raise OptionError(f"{name} must be {opt.kind.description}, got {value!r}") from None
     if kind_only:

@@ -157,3 +157,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(world, tmp_path, capsys
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"bridgedfast {argv[0]}: error: ") and fragment in lines[0], lines[0]
     assert (tree(tmp_path), tree(world["root"])) == before  # nothing written, nothing half-written
+
+
+def test_yaml_loader_refuses_duplicate_keys_at_any_depth_and_keeps_merge_keys(tmp_path):
+    from bridgedfast.yamlfile import YAMLFileError, load_yaml
+
+    f = tmp_path / "a.yaml"
+    f.write_text("base: &b {lr: 0.1, epochs: 2}\nrun: {<<: *b, lr: 0.5}\n")  # a merged key may be overridden
+    assert load_yaml(f) == {"base": {"lr": 0.1, "epochs": 2}, "run": {"lr": 0.5, "epochs": 2}}
+    for text, message in [("a:\n  x: 1\n  y: 2\n  x: 3\n", "duplicate key 'x' (lines 2 and 4)"),
+                          ("{a: 1, a: 2}", "duplicate key 'a' (lines 1 and 1)"),
+                          ("a: [1\n", "is not valid YAML at line 2")]:
+        f.write_text(text)
+        with pytest.raises(YAMLFileError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            load_yaml(f)

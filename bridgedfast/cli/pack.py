@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..options import flag_name
 
     cfg = PackConfig.from_args(args).validate(flag_name)
-    check_output(args.dst, "DST", folder=True)
+    check_output(args.dst, "DST", folder=True, store_ok=True)  # an existing DST: pack says it exists
     start = time.perf_counter()
     report = pack_folder(args.src, args.dst, **cfg.values())
     seconds = time.perf_counter() - start

@@ -69,11 +69,12 @@ class GeneratorConfig(Config):
     """How `Generator` loads and runs the model."""
 
     backend: str = option("eager", STR, "eager PyTorch; compile = torch.compile with CUDA graphs; tensorrt = fp16 TensorRT "
-                          "UNet engine (cached under $BRIDGEDFAST_CACHE or ~/.cache/bridgedfast)", choices=BACKEND_NAMES,
-                          keyed=False)
+                          "UNet engine (cached under $BRIDGEDFAST_CACHE or ~/.cache/bridgedfast); tensorrt needs a CUDA "
+                          "GPU; compile on the CPU only with an explicit --device cpu (minutes of compiling)",
+                          choices=BACKEND_NAMES, keyed=False)
     attention: str = option("auto", STR, "attention kernels: auto = xformers with the eager backend on CUDA when installed, "
                             "else PyTorch SDPA (always SDPA with --backend compile or tensorrt)", choices=ATTENTION_NAMES, keyed=False)
-    dtype: str = shared(INFERENCE_DTYPE)
+    dtype: str = shared(INFERENCE_DTYPE, help=INFERENCE_DTYPE["help"] + "; fp16 needs a CUDA GPU (refused on the CPU)")
     scheduler: str | None = option(DEFAULT_SCHEDULER, SCHEDULER, nullable=True, help=
                                    f"sampler: {', '.join(SCHEDULERS)}, a diffusers scheduler class name, or 'model' to "
                                    "keep the model's own", check=_check_scheduler)

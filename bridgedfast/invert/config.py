@@ -18,7 +18,7 @@ LR_SCHEDULES = ("constant", "cosine")
 def _one_word(value: str, name: str) -> None:
     """The token starts from one word's embedding: 'two words' would silently average them."""
     if not value.strip() or len(value.split()) != 1:
-        raise ValueError(f"{name} must be one word (the token starts from its embedding), got {value!r}")
+        raise ValueError(f"{name} must be one word: the token starts from the init word's embedding, got {value!r}")
 
 
 @dataclass
