@@ -157,3 +157,13 @@ def test_claims_that_do_not_hold_and_unmeasured_ones():
     text = claims(styled, worse)
     assert text[3].startswith("DSI narrows the synthetic-real gap (styled KID < plain KID): does not hold here")
     assert text[4].startswith("Styled bridged++ >= plain bridged++: does not hold here: 1-shot: styled 30.00")
+
+
+def test_style_enabled_listed_twice_is_refused(tmp_path):
+    from bridgedfast.experiment import ExperimentError
+
+    (tmp_path / "real" / "a").mkdir(parents=True)
+    raw = {"data": {"real": "real", "test": "real"}, "generation": {"model": "org/some-model"},
+           "style": {"enabled": [True, True]}, "training": {"modes": ["vanilla", "bridged"]}}
+    with pytest.raises(ExperimentError, match=r"style.enabled lists a value twice: \[True, True\]"):
+        parse_experiment(raw, base=tmp_path)

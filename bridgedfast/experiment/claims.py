@@ -69,7 +69,12 @@ def compute_rows(runs: list[Path], points: dict[str, Any]) -> list[list[str]]:
             p = points.get(str(run))
             res = json.loads(path.read_text())
             shots = res.get("shots")
-            key = (shots is None, shots or 0, ORDER.get(res["mode"], 9), mode_label(res["mode"], p), shots)
+            label = mode_label(res["mode"], p)
+            if p is not None and p.volume is not None:
+                label += f" v{p.volume}"
+            if p is not None and p.store and "-g" in p.store:
+                label += f" g{p.guidance:g}"
+            key = (shots is None, shots or 0, ORDER.get(res["mode"], 9), label, shots)
             groups.setdefault(key, []).append(res)
     rows = []
     for (_, _, _, label, shots), results in sorted(groups.items(), key=lambda kv: kv[0][:4]):
@@ -195,6 +200,10 @@ def methodology_blocks(exp: Any, runs: list[Path], studies: tuple | None, gap: d
     top1 = top1_by_variant(points, g.per_class if isinstance(g.per_class, list) else [g.per_class],
                            g.guidance_scale if isinstance(g.guidance_scale, list) else [g.guidance_scale])
     b += [("h2", "The paper's claims vs measured here"),
-          ("p", "Generated from the numbers above (test top-1 mean ± sample std over seeds)."),
+          ("p", "Generated from the numbers above (test top-1 mean ± sample std over seeds, n = seeds). A claim "
+                "'holds' when the means fall in the claimed order; whether the difference exceeds the spread over "
+                "seeds is for the reader to judge from the ± std (with fewer than 3 seeds it cannot be judged). "
+                "Claims on modes use the styled stores in a style study, and the largest volume and first guidance "
+                "scale in a volume or guidance study."),
           ("list", claims(top1, gap or {}))]
     return b
