@@ -99,7 +99,8 @@ def gap_rows(gap: dict) -> list[list[str]]:
         k, f = e["kid"], e.get("faithfulness")
         style = ("plain (no style token)" if not e["styled"] else
                  f"styled (token from {_shots(e['style_shots']).replace('all', 'all real images')})")
-        rows.append([e["name"], style, f"{k['mean']:.4g} ± {k['std']:.2g}", f"{k['real_images']} / {k['synthetic_images']}",
+        rows.append([e["name"], style, f"{k['mean']:.4g} ± {k['std']:.2g}",
+                     f"{k['real_images']} / {k['synthetic_images']}",
                      "-" if f is None else f"{100 * f['accuracy']:.2f} % of {f['images']}"])
     return rows
 
@@ -121,7 +122,8 @@ def _vs_vanilla(top1: dict, mode: str, better: bool) -> tuple[str, bool] | None:
         return None
     parts, oks = [], []
     for k in shots:
-        ok = (_mean_std(other[k])[0] > _mean_std(van[k])[0]) if better else (_mean_std(other[k])[0] < _mean_std(van[k])[0])
+        m, v = _mean_std(other[k])[0], _mean_std(van[k])[0]
+        ok = m > v if better else m < v
         oks.append(ok)
         parts.append(f"{_shots(k)}: {mode} {_pct(other[k])} vs vanilla {_pct(van[k])}")
     return "; ".join(parts), all(oks)
@@ -148,7 +150,8 @@ def _style_claims(top1: dict, gap: dict) -> list[str]:
                 "style.enabled: [true, false] and report.measure_images > 0)"]
     p_kid = [e["kid"]["mean"] for e in plain]
     p_mean = sum(p_kid) / len(p_kid)
-    parts = [f"{e['name']} ({_shots(e['style_shots'])}) {e['kid']['mean']:.4g} ± {e['kid']['std']:.2g}" for e in styled]
+    parts = [f"{e['name']} ({_shots(e['style_shots'])}) {e['kid']['mean']:.4g} ± {e['kid']['std']:.2g}"
+             for e in styled]
     ok = all(e["kid"]["mean"] < p_mean for e in styled)
     out = [f"DSI narrows the synthetic-real gap (styled KID < plain KID): {_holds(ok)}: styled {'; '.join(parts)} vs "
            f"plain {p_mean:.4g}"]
