@@ -80,7 +80,10 @@ def test_changing_the_training_seed_reruns_only_training(demo_out):
     raw["training"]["modes"] = ["vanilla", "bridged++"]
     log: list[str] = []
     run_experiment(parse_experiment(raw, base=demo_out), progress=False, log=log.append)
-    assert _ran(log) == ["train-vanilla-all-seed7", "train-bridged++-all-seed7"]
+    # The measurements that depend on the first seed's runs (faithfulness: its vanilla classifier;
+    # KID: the pretrained 'none' model is its initialisation) are measured again, nothing else.
+    assert [s for s in _ran(log) if not s.startswith(("kid", "faithfulness"))] == [
+        "train-vanilla-all-seed7", "train-bridged++-all-seed7"]
     assert {"data", "style", "generate", "samples-nostyle"} <= set(_skipped(log))
     assert "| vanilla | all | 7 |" in (demo_out / "report.md").read_text()
 

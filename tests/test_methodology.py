@@ -61,9 +61,11 @@ def test_few_shot_style_sees_only_the_runs_k_images_per_class(study):
     assert torch.bincount(few.labels).tolist() == [2, 2, 2]  # exactly K per class, not the 6 of the full set
     split = json.loads((out / "train" / "vanilla-2shot-seed0" / "split.json").read_text())
     real = ImageStore(out / "data" / "real-train")
-    assert [few.image(k).numpy().tobytes() for k in range(6)] == [real.image(i).numpy().tobytes() for i in split["indices"]]
+    assert [few.image(k).numpy().tobytes() for k in range(6)] == [
+        real.image(i).numpy().tobytes() for i in split["indices"]]
     # The 2-shot runs train on the store generated with that token, the all-shots runs on the full set's.
-    for shots, store, style in (("2shot", "synthetic-2shot-split0", "style-2shot-split0"), ("all", "synthetic", "style")):
+    for shots, store, style in (("2shot", "synthetic-2shot-split0", "style-2shot-split0"),
+                                ("all", "synthetic", "style")):
         res = json.loads((out / "train" / f"bridged++-{shots}-seed0" / "results.json").read_text())
         assert res["data"]["synthetic"] == str((out / store).resolve())
         recorded = json.loads((out / store / "generation.json").read_text())["config"]["style"]["sha256"]
@@ -106,10 +108,12 @@ def test_report_compute_table_kid_and_faithfulness_equal_direct_computations(stu
     real = penultimate_features(pretrained, out / "data" / "real-train", image_size=32)
     classifier = create_model("test_resnet", 3, "none", 32)
     classifier.load_state_dict(load_file(str(out / "train" / "vanilla-all-seed0" / "model.safetensors")))
-    for name, step in (("synthetic", "kid"), ("synthetic-plain", "kid-plain"), ("synthetic-2shot-split0", "kid-2shot-split0")):
+    for name, step in (("synthetic", "kid"), ("synthetic-plain", "kid-plain"),
+                       ("synthetic-2shot-split0", "kid-2shot-split0")):
         mean, std = kid(real, penultimate_features(pretrained, out / name, image_size=32), seed=0)
         cached = json.loads((out / ".steps" / f"{step}.done.json").read_text())["result"]
-        assert cached["mean"] == pytest.approx(mean, rel=1e-9, abs=1e-12) and cached["std"] == pytest.approx(std, rel=1e-9)
+        assert cached["mean"] == pytest.approx(mean, rel=1e-9, abs=1e-12)
+        assert cached["std"] == pytest.approx(std, rel=1e-9)
         acc = class_faithfulness(classifier, out / name, ["ant", "bee", "cow"], image_size=32)
         assert f"| {name} | " in report and f"{mean:.4g} ± {std:.2g} | 18 / 9 | {100 * acc:.2f} % of 9 |" in report
     assert "## The paper's claims vs measured here" in report and "DSI narrows the synthetic-real gap" in report
@@ -157,3 +161,13 @@ def test_claims_that_do_not_hold_and_unmeasured_ones():
     text = claims(styled, worse)
     assert text[3].startswith("DSI narrows the synthetic-real gap (styled KID < plain KID): does not hold here")
     assert text[4].startswith("Styled bridged++ >= plain bridged++: does not hold here: 1-shot: styled 30.00")
+
+
+def test_style_enabled_listed_twice_is_refused(tmp_path):
+    from bridgedfast.experiment import ExperimentError
+
+    (tmp_path / "real" / "a").mkdir(parents=True)
+    raw = {"data": {"real": "real", "test": "real"}, "generation": {"model": "org/some-model"},
+           "style": {"enabled": [True, True]}, "training": {"modes": ["vanilla", "bridged"]}}
+    with pytest.raises(ExperimentError, match=r"style.enabled lists a value twice: \[True, True\]"):
+        parse_experiment(raw, base=tmp_path)

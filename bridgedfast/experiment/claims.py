@@ -69,7 +69,12 @@ def compute_rows(runs: list[Path], points: dict[str, Any]) -> list[list[str]]:
             p = points.get(str(run))
             res = json.loads(path.read_text())
             shots = res.get("shots")
-            key = (shots is None, shots or 0, ORDER.get(res["mode"], 9), mode_label(res["mode"], p), shots)
+            label = mode_label(res["mode"], p)
+            if p is not None and p.volume is not None:
+                label += f" v{p.volume}"
+            if p is not None and p.store and "-g" in p.store:
+                label += f" g{p.guidance:g}"
+            key = (shots is None, shots or 0, ORDER.get(res["mode"], 9), label, shots)
             groups.setdefault(key, []).append(res)
     rows = []
     for (_, _, _, label, shots), results in sorted(groups.items(), key=lambda kv: kv[0][:4]):
@@ -94,7 +99,8 @@ def gap_rows(gap: dict) -> list[list[str]]:
         k, f = e["kid"], e.get("faithfulness")
         style = ("plain (no style token)" if not e["styled"] else
                  f"styled (token from {_shots(e['style_shots']).replace('all', 'all real images')})")
-        rows.append([e["name"], style, f"{k['mean']:.4g} ± {k['std']:.2g}", f"{k['real_images']} / {k['synthetic_images']}",
+        rows.append([e["name"], style, f"{k['mean']:.4g} ± {k['std']:.2g}",
+                     f"{k['real_images']} / {k['synthetic_images']}",
                      "-" if f is None else f"{100 * f['accuracy']:.2f} % of {f['images']}"])
     return rows
 
@@ -116,7 +122,8 @@ def _vs_vanilla(top1: dict, mode: str, better: bool) -> tuple[str, bool] | None:
         return None
     parts, oks = [], []
     for k in shots:
-        ok = (_mean_std(other[k])[0] > _mean_std(van[k])[0]) if better else (_mean_std(other[k])[0] < _mean_std(van[k])[0])
+        m, v = _mean_std(other[k])[0], _mean_std(van[k])[0]
+        ok = m > v if better else m < v
         oks.append(ok)
         parts.append(f"{_shots(k)}: {mode} {_pct(other[k])} vs vanilla {_pct(van[k])}")
     return "; ".join(parts), all(oks)
@@ -143,7 +150,8 @@ def _style_claims(top1: dict, gap: dict) -> list[str]:
                 "style.enabled: [true, false] and report.measure_images > 0)"]
     p_kid = [e["kid"]["mean"] for e in plain]
     p_mean = sum(p_kid) / len(p_kid)
-    parts = [f"{e['name']} ({_shots(e['style_shots'])}) {e['kid']['mean']:.4g} ± {e['kid']['std']:.2g}" for e in styled]
+    parts = [f"{e['name']} ({_shots(e['style_shots'])}) {e['kid']['mean']:.4g} ± {e['kid']['std']:.2g}"
+             for e in styled]
     ok = all(e["kid"]["mean"] < p_mean for e in styled)
     out = [f"DSI narrows the synthetic-real gap (styled KID < plain KID): {_holds(ok)}: styled {'; '.join(parts)} vs "
            f"plain {p_mean:.4g}"]
@@ -195,6 +203,10 @@ def methodology_blocks(exp: Any, runs: list[Path], studies: tuple | None, gap: d
     top1 = top1_by_variant(points, g.per_class if isinstance(g.per_class, list) else [g.per_class],
                            g.guidance_scale if isinstance(g.guidance_scale, list) else [g.guidance_scale])
     b += [("h2", "The paper's claims vs measured here"),
-          ("p", "Generated from the numbers above (test top-1 mean ± sample std over seeds)."),
+          ("p", "Generated from the numbers above (test top-1 mean ± sample std over seeds, n = seeds). A claim "
+                "'holds' when the means fall in the claimed order; whether the difference exceeds the spread over "
+                "seeds is for the reader to judge from the ± std (with fewer than 3 seeds it cannot be judged). "
+                "Claims on modes use the styled stores in a style study, and the largest volume and first guidance "
+                "scale in a volume or guidance study."),
           ("list", claims(top1, gap or {}))]
     return b

@@ -74,6 +74,9 @@ def _generation_option(o: Option) -> Option:
     return o
 
 
+# TrainConfig options the training section shows with their own default (the others: null = the trainer's).
+_OWN_DEFAULTS = ("model", "pretrained", "device", "min_steps")
+
 SECTIONS: dict[str, list[Option]] = {
     "data": [
         Option("real", STR, "", "folder of class sub-folders or an image store (required)"),
@@ -104,7 +107,7 @@ SECTIONS: dict[str, list[Option]] = {
     ],
     "training": [
         _default(TrainConfig, "model", "resnet50"),
-        *[o.replace(default=None) if o.default is not None and o.name not in ("model", "pretrained", "device") else o
+        *[o.replace(default=None) if o.default is not None and o.name not in _OWN_DEFAULTS else o
           for o in TrainConfig.exposed("yaml") if o.name != "model"],
         Option("modes", list_of(STR, choices=MODES), list(MODES), "training modes, one run each"),
         Option("seeds", list_of(INT), [0], "training seeds, one run each", check=_seed_items),

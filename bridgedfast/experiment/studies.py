@@ -94,7 +94,8 @@ class Studies:
         """(shots, split seed) of the few-shot pick a training run of (shots, seed) uses."""
         if shots is None:
             return None
-        cfg = train_config(self.runner.exp, "bridged", shots, seed, real_train="-", real_test="-", synthetic="-", out="-")
+        cfg = train_config(self.runner.exp, "bridged", shots, seed, real_train="-", real_test="-", synthetic="-",
+                           out="-")
         return (shots, cfg.resolved().split_seed)
 
     def init_subset(self, shots: int | None, seed: int) -> Subset:
@@ -152,7 +153,8 @@ class Studies:
         for styled in self.variants:
             for shots in exp.data.shots:
                 for seed in exp.training.seeds:
-                    wanted[(styled, self.store_subset(styled, shots, seed))] = self.style_subset(shots) if styled else None
+                    style = self.style_subset(shots) if styled else None
+                    wanted[(styled, self.store_subset(styled, shots, seed))] = style
         order = sorted(wanted, key=lambda k: (not k[0], k[1] is not None, repr(k[1])))
         for styled, subset in order:
             style = self.style(wanted[(styled, subset)], train, data_key) if styled else None
