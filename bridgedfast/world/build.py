@@ -20,7 +20,7 @@ CLASSIFIER_CARD = "classifier.json"
 class Recipe:
     corpus: int = 12000  # rendered samples for the generator
     letters: int = 10000  # rendered letters-only samples for the classifier
-    vae_steps: int = 300
+    vae_steps: int = 200
     vae_batch: int = 32
     vae_lr: float = 2e-3
     unet_steps: int = 1500
@@ -31,7 +31,7 @@ class Recipe:
     cls_lr: float = 3e-3
 
 
-QUICK = Recipe(corpus=192, letters=128, vae_steps=3, vae_batch=16, unet_steps=3, unet_batch=16, cls_steps=3,
+QUICK = Recipe(corpus=64, letters=64, vae_steps=3, vae_batch=16, unet_steps=3, unet_batch=16, cls_steps=3,
                cls_batch=16)
 
 
