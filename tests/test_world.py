@@ -14,7 +14,7 @@ from bridgedfast.world.corpus import DIGITS, LETTERS, STYLES, render, vocabulary
 @pytest.fixture(scope="module")
 def quick_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world") / "w"
-    assert cli_main(["world", "build", "--out", str(out), "--quick", "--no-progress", "--seed", "3"]) == 0
+    assert cli_main(["world", "build", "--out", str(out), "--quick", "--no-progress", "--seed", "3", "--fp16"]) == 0
     return out
 
 
@@ -93,7 +93,11 @@ def test_quick_build_loads_with_stock_diffusers_and_timm(quick_world):
     assert torch.equal(ours.state_dict()["conv1.0.weight"] if "conv1.0.weight" in ours.state_dict()
                        else next(iter(ours.state_dict().values())), next(iter(model.state_dict().values())))
     record = json.loads((quick_world / "world.json").read_text())
-    assert record["quick"] is True and record["seed"] == 3
+    assert record["quick"] is True and record["seed"] == 3 and record["sd_dtype"] == "float16"
+    from safetensors import safe_open
+
+    with safe_open(str(quick_world / "sd" / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
 
 
 def test_build_refuses_a_foreign_folder_and_bad_seed(tmp_path, capsys):

@@ -65,13 +65,14 @@ def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classi
             "batch_size": 16 if quick else 80, "dtype": "fp32", "device": device, "seed": 0,
         },
         "style": {
-            "enabled": True if quick else _style_study(), "steps": 4 if quick else 100,
+            "enabled": True if quick else _style_study(), "steps": 4 if quick else 150,
             "batch_size": 4 if quick else 8, "resolution": 32, "lr": 5e-3, "init_word": "photo",
             "template": STYLE_TEMPLATE, "dtype": "fp32", "device": device,
         },
         "training": {
             "model": model, "pretrained": classifier, "modes": ["vanilla", "mixed", "bridged", "bridged++"],
-            "seeds": [0] if quick else [0, 1, 2], "epochs": 1 if quick else 3, "batch_size": 32, "image_size": 32,
+            "seeds": [0] if quick else [0, 1, 2], "epochs": 1 if quick else 2, "batch_size": 32 if quick else 16,
+            "image_size": 32,
             "lr": 0.01, "device": device,
         },
         "report": {"samples_per_class": 4, "max_classes": 10},
