@@ -51,7 +51,10 @@ def test_demo_writes_every_artefact(demo_out):
     cfg = yaml.safe_load((demo_out / "experiment.yaml").read_text())
     assert len(synthetic) == cfg["generation"]["per_class"] * len(real.classes)
     name = synthetic.classes[synthetic.meta(0)["class_index"]]
-    assert synthetic.meta(0)["prompt"] == f"a photo of the handwritten digit {name} in the style of <dataset-style>"
+    assert synthetic.meta(0)["prompt"] == f"a photo of the digit {name} in the style of <dataset-style>"
+    # the world's pieces: its generator and its letters-pretrained classifier, copied beside the run
+    assert cfg["generation"]["model"] == "inputs/world/sd" and (demo_out / "inputs/world/sd/model_index.json").is_file()
+    assert cfg["training"]["pretrained"] == "inputs/world/classifier/model.safetensors"
     report = (demo_out / "report.md").read_text()
     for mode in ("vanilla", "mixed", "bridged", "bridged++"):
         results = json.loads((demo_out / "train" / f"{mode}-all-seed0" / "results.json").read_text())
@@ -59,7 +62,8 @@ def test_demo_writes_every_artefact(demo_out):
         assert (demo_out / "train" / f"{mode}-all-seed0" / "curves.png").is_file()
         assert f"| {mode} | all | 0 | {100 * results['test_top1']:.2f} |" in report
         assert f"train/{mode}-all-seed0/curves.png" in report
-    assert "meaningless" in report or "say nothing" in report  # the demo's honesty note
+    assert "miniature world" in report and "not evidence about Stable Diffusion 1.5" in report  # what it is and is not
+    assert "meaningless" not in report
     assert "images/s" in report and "```yaml" in report
     assert "<table>" in (demo_out / "report.html").read_text()
 

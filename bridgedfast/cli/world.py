@@ -10,7 +10,7 @@ Stable Diffusion 1.5, a small timm classifier trained on their letters only play
 model, and scikit-learn's handwritten digits are the target task. The package ships the weights of the
 full recipe (bridgedfast.world.WEIGHTS, used by `bridgedfast demo`); `world build` retrains them.
 
-  bridgedfast world build --out DIR [--quick] [--seed N] [--no-progress]
+  bridgedfast world build --out DIR [--quick] [--seed N] [--fp16] [--no-progress]
 
 writes DIR/sd (a diffusers Stable Diffusion folder), DIR/classifier (timm weights as safetensors and
 classifier.json) and DIR/world.json (the recipe). An interrupted build resumes at the stage it lost."""
@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--out", required=True, help="output folder (new, empty, or a previous world build to replace)")
     b.add_argument("--quick", action="store_true", help="a few-second build with tiny step counts (a smoke test)")
     b.add_argument("--seed", default=0, help="seed of every random choice (default 0)")
+    b.add_argument("--fp16", action="store_true", help="store the Stable Diffusion weights in float16 (half the size; "
+                   "load with torch_dtype=float32, bridgedfast's dtype fp32, to compute in float32)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -53,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_world_build(out))):
         raise CLIError(f"--out {args.out!r} exists and is not a previous world build; choose a new folder")
-    build_world(out, quick=args.quick, seed=seed, progress=not args.no_progress)
+    build_world(out, quick=args.quick, seed=seed, progress=not args.no_progress, half=args.fp16)
     print(f"world: wrote {out / 'sd'} and {out / 'classifier'}")
     return 0

@@ -20,18 +20,18 @@ CLASSIFIER_CARD = "classifier.json"
 class Recipe:
     corpus: int = 12000  # rendered samples for the generator
     letters: int = 10000  # rendered letters-only samples for the classifier
-    vae_steps: int = 300
+    vae_steps: int = 200
     vae_batch: int = 32
     vae_lr: float = 2e-3
-    unet_steps: int = 1500
+    unet_steps: int = 2500
     unet_batch: int = 32
-    unet_lr: float = 1e-3
+    unet_lr: float = 1.5e-3
     cls_steps: int = 400
     cls_batch: int = 128
     cls_lr: float = 3e-3
 
 
-QUICK = Recipe(corpus=192, letters=128, vae_steps=3, vae_batch=16, unet_steps=3, unet_batch=16, cls_steps=3,
+QUICK = Recipe(corpus=64, letters=64, vae_steps=3, vae_batch=16, unet_steps=3, unet_batch=16, cls_steps=3,
                cls_batch=16)
 
 
@@ -49,20 +49,31 @@ def render_corpus(seed: int, count: int, progress: bool, **kwargs):
     return [render(seed, i, **kwargs) for i in tqdm(range(count), desc="world: rendering", disable=not progress)]
 
 
-def _build_generator(out: Path, recipe: Recipe, seed: int, progress: bool) -> None:
-    from diffusers import StableDiffusionPipeline
+def _build_vae(out: Path, recipe: Recipe, seed: int, progress: bool) -> None:
+    from .models import make_vae
+    from .train import train_vae
 
-    from .models import make_text_encoder, make_unet, make_vae, sampling_scheduler
+    images = _stack(render_corpus(seed, recipe.corpus, progress))
+    torch.manual_seed(seed)
+    vae = make_vae()
+    train_vae(vae, images, steps=recipe.vae_steps, batch=recipe.vae_batch, lr=recipe.vae_lr, seed=seed + 1,
+              progress=progress)
+    vae.save_pretrained(out / "vae", safe_serialization=True)
+
+
+def _build_generator(out: Path, recipe: Recipe, seed: int, progress: bool) -> None:
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+
+    from .models import make_text_encoder, make_unet, sampling_scheduler
     from .tokenizer import world_tokenizer
-    from .train import encode_captions, encode_latents, train_unet, train_vae
+    from .train import encode_captions, encode_latents, train_unet
 
     samples = render_corpus(seed, recipe.corpus, progress)
     images = _stack(samples)
     tokenizer = world_tokenizer(out / "_tokenizer_src")
-    torch.manual_seed(seed)
-    vae, unet, text_encoder = make_vae(), make_unet(), make_text_encoder(tokenizer)
-    train_vae(vae, images, steps=recipe.vae_steps, batch=recipe.vae_batch, lr=recipe.vae_lr, seed=seed + 1,
-              progress=progress)
+    vae = AutoencoderKL.from_pretrained(str(out / "vae"), use_safetensors=True).eval()
+    torch.manual_seed(seed + 5)
+    unet, text_encoder = make_unet(), make_text_encoder(tokenizer)
     latents = encode_latents(vae, images)
     captions = sorted({s.caption for s in samples} | {""})
     text = encode_captions(text_encoder, tokenizer, captions)
@@ -104,7 +115,8 @@ def _build_classifier(out: Path, recipe: Recipe, seed: int, progress: bool) -> N
 
 
 _CLASSIFIER_FIELDS = ("letters", "cls_steps", "cls_batch", "cls_lr")
-_GENERATOR_FIELDS = ("corpus", "vae_steps", "vae_batch", "vae_lr", "unet_steps", "unet_batch", "unet_lr")
+_VAE_FIELDS = ("corpus", "vae_steps", "vae_batch", "vae_lr")
+_GENERATOR_FIELDS = _VAE_FIELDS + ("unet_steps", "unet_batch", "unet_lr")
 
 
 def _run_stage(tmp: Path, stage: str, params: dict, build) -> None:
@@ -119,14 +131,29 @@ def _run_stage(tmp: Path, stage: str, params: dict, build) -> None:
     done.write_text(json.dumps(params) + "\n")
 
 
+def store_half(folder: str | Path) -> None:
+    """Rewrites the Stable Diffusion folder `folder` with float16 weights (half the size). Load it
+    with `torch_dtype=torch.float32` (bridgedfast's `dtype: fp32`) to compute in float32."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), use_safetensors=True, torch_dtype=torch.float32)
+    tmp = folder.with_name(f".{folder.name}.half")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
 def is_world_build(path: str | Path) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
 def build_world(out: str | Path, *, quick: bool = False, seed: int = 0, progress: bool = True,
-                recipe: Recipe | None = None) -> Path:
+                recipe: Recipe | None = None, half: bool = False) -> Path:
     """Trains the world's models from scratch and writes `out/sd/` (a Stable Diffusion folder),
-    `out/classifier/` (timm weights + card) and `out/world.json` (the recipe). Deterministic for a
+    `out/classifier/` (timm weights + card) and `out/world.json` (the recipe); `half`: the Stable
+    Diffusion weights stored in float16 (`store_half`). Deterministic for a
     seed on a given machine. Builds in a temporary sibling folder and moves it into place, so an
     interrupted build leaves nothing half-written; a previous build at `out` is replaced, any
     other existing, non-empty `out` is refused."""
@@ -139,14 +166,17 @@ def build_world(out: str | Path, *, quick: bool = False, seed: int = 0, progress
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         for stage, fields, fn in (("classifier", _CLASSIFIER_FIELDS, _build_classifier),
-                                  ("sd", _GENERATOR_FIELDS, _build_generator)):
+                                  ("vae", _VAE_FIELDS, _build_vae), ("sd", _GENERATOR_FIELDS, _build_generator)):
             _run_stage(tmp, stage, {k: getattr(recipe, k) for k in fields} | {"seed": seed},
                        lambda: fn(tmp, recipe, seed, progress))
-    record = {"seed": seed, "quick": quick, "recipe": asdict(recipe), "seconds": round(time.perf_counter() - start, 1),
-              "torch": torch.__version__, "command": f"bridgedfast world build --seed {seed}" + (" --quick" if quick else "")}
+    if half:
+        store_half(tmp / "sd")
+    record = {"seed": seed, "quick": quick, "sd_dtype": "float16" if half else "float32", "recipe": asdict(recipe), "seconds": round(time.perf_counter() - start, 1),
+              "torch": torch.__version__, "command": f"bridgedfast world build --seed {seed}" + (" --quick" if quick else "") + (" --fp16" if half else "")}
     (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n")
     for marker in tmp.glob("*.done"):
         marker.unlink()
+    shutil.rmtree(tmp / "vae")  # saved again inside sd/
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

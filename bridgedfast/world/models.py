@@ -38,7 +38,9 @@ def make_unet():
 
 
 def make_text_encoder(tokenizer):
-    """A random CLIP text transformer (2 layers, width 64): frozen, it still tells captions apart."""
+    """A random CLIP text transformer (2 layers, width 64): frozen, it still tells captions apart.
+    Its token embeddings are drawn with std 1 (CLIP's init uses 0.02, as small as its position
+    embeddings), so a caption's words, not their positions, dominate its hidden states."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(
@@ -47,7 +49,10 @@ def make_text_encoder(tokenizer):
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return CLIPTextModel(config).eval().requires_grad_(False)
+    model = CLIPTextModel(config).eval().requires_grad_(False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, 1.0)
+    return model
 
 
 def training_scheduler():
