@@ -75,7 +75,8 @@ def test_volume_sweep_generates_once_and_adding_a_volume_reruns_only_what_it_mus
 
     raw["generation"]["per_class"] = [2, 3, 4, 5]
     log = run(raw, tmp_path)
-    assert ran(log) == ["generate", "train-bridged-all-seed0-v5", "train-bridged-all-seed1-v5"]
+    # The grown store is measured again (KID, class faithfulness: they read its images).
+    assert ran(log) == ["generate", "train-bridged-all-seed0-v5", "train-bridged-all-seed1-v5", "kid", "faithfulness"]
     store = ImageStore(out / "synthetic")
     assert len(store) == 15 and [store.image(i).numpy().tobytes() for i in range(12)] == images
     assert "| bridged | all | 5 | 2 |" in (out / "report.md").read_text()

@@ -32,6 +32,13 @@ def faithfulness_run(exp: Any) -> str | None:
     return f"train-vanilla-all-seed{exp.training.seeds[0]}"
 
 
+def _size(path: Path) -> int:
+    """A store's image count: a store of a volume study grows under the same generate key."""
+    from ..data import ImageStore
+
+    return len(ImageStore(path))
+
+
 class Measurements:
     """KID and class faithfulness of every synthetic store of `runner` (an ExperimentRunner)."""
 
@@ -77,7 +84,8 @@ class Measurements:
         from ..metrics import kid
 
         t = self.runner.exp.training
-        payload = {"data": self.data_key, "synthetic": store.key, "model": t.model, "pretrained": t.pretrained,
+        payload = {"data": self.data_key, "synthetic": store.key, "size": _size(store.path), "model": t.model,
+                   "pretrained": t.pretrained,
                    "image_size": t.image_size, "images": self.cap, "subsets": DEFAULT_KID_SUBSETS,
                    "subset_size": DEFAULT_KID_SUBSET_SIZE, "seed": 0}
         if t.pretrained not in ("timm", "none"):
@@ -108,7 +116,7 @@ class Measurements:
         from ..metrics import balanced_indices, class_faithfulness
 
         classifier_key = self.runner.steps.key_of(step)
-        payload = {"synthetic": store.key, "classifier": classifier_key, "images": self.cap}
+        payload = {"synthetic": store.key, "size": _size(store.path), "classifier": classifier_key, "images": self.cap}
 
         def work() -> dict:
             model, classes, size = self.classifier(run)
