@@ -120,7 +120,7 @@ def classifier_run(tmp_path_factory):
                 progress=False)
     out = root / "run"
     train(TrainConfig(model="test_resnet", real_train=str(real.path), real_test=str(real.path), out=str(out),
-                      mode="vanilla", pretrained="none", epochs=1, batch_size=8, image_size=32, device="cpu",
+                      mode="vanilla", pretrained="none", epochs=1, min_steps=0, batch_size=8, image_size=32, device="cpu",
                       progress=False))
     return out
 
