@@ -101,7 +101,8 @@ CASES = [
     ("run-out-under-a-file", experiment(out="{blocker}/run"), "out '{blocker}/run' cannot be created"),
     # -- bad values that were accepted
     ("train-lr-inf", with_flags(TRAIN, lr="inf"), "lr must be a finite number, got inf"),
-    ("train-seed-23-digits", with_flags(TRAIN, seed=HUGE), f"seed must be an integer in [-{SEED_MAX + 1}, {SEED_MAX}]"),
+    ("train-seed-23-digits", with_flags(TRAIN, seed=HUGE), f"seed must be in [0, {SEED_MAX}], got {HUGE}"),
+    ("train-seed-negative", with_flags(TRAIN, seed="-1"), f"seed must be in [0, {SEED_MAX}], got -1"),
     ("generate-seed-2**63", with_flags(GEN, seed=str(SEED_MAX + 1)), f"--seed must be in [0, {SEED_MAX}]"),
     ("invert-seed-negative", with_flags(INV, seed="-1"), f"--seed must be in [0, {SEED_MAX}], got -1"),
     ("generate-template-unknown-field", with_flags(GEN, template="a {foo} {}"), "has an unknown field {foo}"),

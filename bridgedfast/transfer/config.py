@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..devices import AMP_MODES, DEVICE
-from ..options import BOOL, FLOAT, FLOAT_PAIR, INT, PATH, REQUIRED, STR, Config, Kind, dashed_name, option, shared
+from ..options import BOOL, FLOAT, FLOAT_PAIR, INT, PATH, REQUIRED, SEED_RANGE, STR, Config, Kind, dashed_name, option, shared
 
 __all__ = ["MODES", "OPTIMIZERS", "AMP_MODES", "RUNTIME_KEYS", "StageConfig", "TrainConfig"]
 
@@ -121,7 +121,8 @@ class TrainConfig(Config, surfaces=("cli",)):
                                              "larger one (volume studies)", min=1, metavar="N", keyed="if_set")
     shots: int | None = option(None, INT, "use K real training images per class (seeded split, saved to "
                                "OUT/split.json)", min=1, metavar="K")
-    split_seed: int | None = option(None, INT, "seed of the few-shot split (default: --seed)", metavar="SEED")
+    split_seed: int | None = option(None, INT, "seed of the few-shot split (default: --seed)", metavar="SEED",
+                                    **SEED_RANGE)
     pretrained: str = option("timm", STR, "timm = timm's ImageNet weights (hub or local cache), none = random init, or "
                              "a local .safetensors/.pt/.pth state dict", metavar="timm|none|FILE", surfaces=BOTH)
     epochs: int = option(10, INT, "epochs of each stage", min=1, surfaces=BOTH)
@@ -131,7 +132,7 @@ class TrainConfig(Config, surfaces=("cli",)):
     image_size: int | None = option(None, INT, "training/eval crop size (default: the model's input size)", min=1,
                                     surfaces=BOTH)
     device: str = shared(DEVICE, surfaces=BOTH)
-    seed: int = option(0, INT, "seed of everything random in the run")
+    seed: int = option(0, INT, "seed of everything random in the run", **SEED_RANGE)
     workers: int | None = option(None, INT, "loader worker threads (default: the loader's)", min=0, surfaces=BOTH,
                                  keyed=False)
     cache_on_device: bool | str = option(False, CACHE_MODE, "loader keeps the decoded stores on the device (auto: on "
