@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="world_command", metavar="ACTION")
     b = sub.add_parser("build", help="train the world's models from scratch into --out",
                        description="Trains the world's generator and classifier from scratch (deterministic for a "
-                       "seed; the full recipe takes about 15-20 minutes on 2 CPU cores) and writes them to --out.")
+                       "seed; the full recipe measured about 30 minutes in all on a busy shared 2-core machine, one torch thread) and writes them to --out.")
     b.add_argument("--out", required=True, help="output folder (new, empty, or a previous world build to replace)")
     b.add_argument("--quick", action="store_true", help="a few-second build with tiny step counts (a smoke test)")
     b.add_argument("--seed", default=0, help="seed of every random choice (default 0)")

@@ -86,6 +86,8 @@ def _build_generator(out: Path, recipe: Recipe, seed: int, progress: bool) -> No
                                    scheduler=sampling_scheduler(), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(out / "sd", safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):  # the slow CLIPTokenizer's files (transformers 4 reads them)
+        shutil.copy2(out / "_tokenizer_src" / name, out / "sd" / "tokenizer" / name)
     shutil.rmtree(out / "_tokenizer_src")
 
 
@@ -141,6 +143,9 @@ def store_half(folder: str | Path) -> None:
     tmp = folder.with_name(f".{folder.name}.half")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):
+        if (folder / "tokenizer" / name).is_file():
+            shutil.copy2(folder / "tokenizer" / name, tmp / "tokenizer" / name)
     shutil.rmtree(folder)
     tmp.rename(folder)
 
