@@ -95,6 +95,8 @@ CASES = [
     ("generate-out-inside-a-store", with_flags(GEN, out="{store}/more"), "lies inside '{store}', an image store"),
     ("train-out-under-a-file", with_flags(TRAIN, out="{blocker}/run"), "is a file, not a folder"),
     ("train-out-is-a-store", with_flags(TRAIN, out="{store}"), "--out '{store}' is an image store"),
+    ("demo-out-is-a-store", ["demo", "--out", "{store}", "--quick", "--no-progress"], "--out '{store}' is an image store"),
+    ("demo-out-in-a-store", ["demo", "--out", "{store}/demo", "--quick", "--no-progress"], "image store"),
     ("filter-out-under-a-file", ["filter", "{store}", "--out", "{blocker}/kept"], "is a file, not a folder"),
     ("bench-results-under-a-file", ["bench", "--results-dir", "{blocker}/results", "--only", "augment"],
      "--results-dir '{blocker}/results' cannot be created"),

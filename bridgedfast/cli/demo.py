@@ -72,7 +72,7 @@ def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classi
         "training": {
             "model": model, "pretrained": classifier, "modes": ["vanilla", "mixed", "bridged", "bridged++"],
             "seeds": [0] if quick else [0, 1, 2], "epochs": 1 if quick else 2, "batch_size": 32 if quick else 16,
-            "image_size": 32,
+            "image_size": 32, "min_steps": 0 if quick else 100,
             "lr": 0.01, "device": device,
         },
         "report": {"samples_per_class": 4, "max_classes": 10},
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from . import CLIError
+    from . import CLIError, check_output
     from ..experiment import parse_experiment, run_experiment
     from ..devices import resolve_device
     from ..testing import digits_dataset
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except ValueError as exc:
         raise CLIError(f"--device {args.device!r}: {exc}") from None
-    out = Path(args.out).resolve()
+    out = check_output(args.out, "--out", folder=True).resolve()
     (out / "inputs" / "world").mkdir(parents=True, exist_ok=True)
     print(f"demo: preparing inputs in {out / 'inputs'} (handwritten digits, the world's generator and classifier)")
     digits_dataset(out / "inputs" / "digits", size=32, per_class=60 if args.quick else None)
