@@ -45,11 +45,9 @@ def dtype_keyword() -> str:
 
 @contextlib.contextmanager
 def quiet_loading(enabled: bool = True) -> Iterator[None]:
-    """Silences diffusers' and transformers' notices (e.g. "install accelerate") and their
-    loading progress bars inside the block (when `enabled`); restores their settings after."""
-    if not enabled:
-        yield
-        return
+    """Silences diffusers' and transformers' notices inside the block (always: e.g. "install
+    accelerate for faster loading" is not something a user of this package needs to act on) and,
+    when `enabled`, their loading progress bars; restores their settings after."""
     import diffusers.utils.logging as dlog
     import transformers.utils.logging as tlog
 
@@ -57,8 +55,9 @@ def quiet_loading(enabled: bool = True) -> Iterator[None]:
     bars = (dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
     dlog.set_verbosity_error()
     tlog.set_verbosity_error()
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
+    if enabled:
+        dlog.disable_progress_bar()
+        tlog.disable_progress_bar()
     try:
         yield
     finally:

@@ -139,5 +139,7 @@ def test_quiet_loading_silences_diffusers_and_transformers_and_restores_them():
         assert not dlog.is_progress_bar_enabled() and not tlog.is_progress_bar_enabled()
     assert all(log.isEnabledFor(logging.WARNING) for log in loggers)
     assert dlog.is_progress_bar_enabled() and tlog.is_progress_bar_enabled()
-    with sd.quiet_loading(False):
-        assert all(log.isEnabledFor(logging.WARNING) for log in loggers)
+    with sd.quiet_loading(False):  # progress shown: the loading bars stay, the notices still go
+        assert not any(log.isEnabledFor(logging.WARNING) for log in loggers)
+        assert dlog.is_progress_bar_enabled() and tlog.is_progress_bar_enabled()
+    assert all(log.isEnabledFor(logging.WARNING) for log in loggers)
