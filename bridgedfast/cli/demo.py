@@ -71,7 +71,7 @@ def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classi
         },
         "training": {
             "model": model, "pretrained": classifier, "modes": ["vanilla", "mixed", "bridged", "bridged++"],
-            "seeds": [0] if quick else [0, 1, 2], "epochs": 1 if quick else 2, "batch_size": 32 if quick else 8,
+            "seeds": [0] if quick else [0, 1, 2], "epochs": 1, "batch_size": 32 if quick else 8,
             "image_size": 32, "min_steps": 0 if quick else 100,
             "lr": 0.01, "device": device,
         },

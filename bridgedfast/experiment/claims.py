@@ -113,20 +113,28 @@ def _by_shots(top1: dict, mode: str, variant_ok) -> dict:
     return {k[1]: v for k, v in top1.items() if k[0] == mode and variant_ok(k[2])}
 
 
-def _vs_vanilla(top1: dict, mode: str, better: bool) -> tuple[str, bool] | None:
-    """Per shots: mode (styled or only variant) against vanilla; (numbers, holds at every shots)."""
+def _verdict(oks: dict) -> str:
+    """'holds' (at every shots value), 'does not hold here' (at none) or where it holds and not."""
+    if all(oks.values()) or not any(oks.values()):
+        return _holds(all(oks.values()))
+    yes = ", ".join(_shots(k) for k, ok in oks.items() if ok)
+    no = ", ".join(_shots(k) for k, ok in oks.items() if not ok)
+    return f"holds at {yes}; does not hold here at {no}"
+
+
+def _vs_vanilla(top1: dict, mode: str, better: bool) -> tuple[str, str] | None:
+    """Per shots: mode (styled or only variant) against vanilla; (numbers, verdict)."""
     van = _by_shots(top1, "vanilla", lambda v: True)
     other = _by_shots(top1, mode, lambda v: v != "plain")
     shots = sorted((k for k in other if k in van), key=lambda k: (k is None, k or 0))
     if not shots:
         return None
-    parts, oks = [], []
+    parts, oks = [], {}
     for k in shots:
         m, v = _mean_std(other[k])[0], _mean_std(van[k])[0]
-        ok = m > v if better else m < v
-        oks.append(ok)
+        oks[k] = m > v if better else m < v
         parts.append(f"{_shots(k)}: {mode} {_pct(other[k])} vs vanilla {_pct(van[k])}")
-    return "; ".join(parts), all(oks)
+    return "; ".join(parts), _verdict(oks)
 
 
 def _most_at_few_shots(top1: dict) -> str:
@@ -159,9 +167,9 @@ def _style_claims(top1: dict, gap: dict) -> list[str]:
     pl = _by_shots(top1, "bridged++", lambda v: v == "plain")
     shots = sorted((k for k in s if k in pl), key=lambda k: (k is None, k or 0))
     if shots:
-        ok = all(_mean_std(s[k])[0] >= _mean_std(pl[k])[0] for k in shots)
+        verdict = _verdict({k: _mean_std(s[k])[0] >= _mean_std(pl[k])[0] for k in shots})
         parts = [f"{_shots(k)}: styled {_pct(s[k])} vs plain {_pct(pl[k])}" for k in shots]
-        out.append(f"Styled bridged++ >= plain bridged++: {_holds(ok)}: {'; '.join(parts)}")
+        out.append(f"Styled bridged++ >= plain bridged++: {verdict}: {'; '.join(parts)}")
     else:
         out.append("Styled bridged++ >= plain bridged++: not measured here (needs bridged++ in a style study)")
     return out
@@ -176,7 +184,7 @@ def claims(top1: dict[tuple, list[float]], gap: dict) -> list[str]:
                                 ("bridged++", True, "Bridged transfer++ is above vanilla fine-tuning")):
         found = _vs_vanilla(top1, mode, better)
         out.append(f"{claim}: " + ("not measured here (needs both modes)" if found is None
-                                   else f"{_holds(found[1])} ({found[0]})"))
+                                   else f"{found[1]} ({found[0]})"))
     out.append(f"Bridged transfer++ gains most at few shots: {_most_at_few_shots(top1)}")
     return out + _style_claims(top1, gap)
 
