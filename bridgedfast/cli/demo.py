@@ -73,6 +73,9 @@ def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classi
             "model": model, "pretrained": classifier, "modes": ["vanilla", "mixed", "bridged", "bridged++"],
             "seeds": [0] if quick else [0, 1, 2], "epochs": 1, "batch_size": 32 if quick else 8,
             "image_size": 32, "min_steps": 0 if quick else 100,
+            # one epoch per stage: warm up over its first fifth (the default, one epoch, would end
+            # the stage at its peak learning rate, with no cosine decay)
+            "options": {} if quick else {"stage1": {"warmup_epochs": 0.2}, "stage2": {"warmup_epochs": 0.2}},
             "lr": 0.01, "device": device,
         },
         "report": {"samples_per_class": 4, "max_classes": 10},
