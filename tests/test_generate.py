@@ -429,7 +429,7 @@ def test_last_progress_line_is_printed_once(gen, tmp_path, capsys):
     gen.generate(CLASSES, 1, tmp_path / "out", steps=1, height=SIZE, width=SIZE, batch_size=1, progress=True)
     err = capsys.readouterr().err
     states = [line for line in err.replace("\r", "\n").split("\n") if line.startswith("generate:")]
-    assert sum("| 1/2 [" in line for line in states) == 1, states
+    # (how often tqdm redraws an intermediate state depends on timing: only the final line is checked)
     finals = [line for line in states if "| 2/2 [" in line]
     assert len(finals) == 1 and "UNet" in finals[0], states
 
