@@ -295,6 +295,14 @@ def test_checked_reads_verify_each_shard_before_its_first_use(tmp_path):
     with pytest.raises(StoreCorruptError, match="image 7"):
         checked.shards  # what a MixedLoader maps: every shard checked first
     assert pickle.loads(pickle.dumps(checked)).verify_reads is True
+    from bridgedfast.data.subsets import StoreSubset
+
+    view = StoreSubset(checked, [7, 0])  # a subset (a volume study's prefix) reads as checked as its store
+    assert np.array_equal(view.image(1).numpy(), make_image(0))
+    with pytest.raises(StoreCorruptError, match="pixel data checksum mismatch"):
+        view.image(0)
+    assert pickle.loads(pickle.dumps(view)).verify_reads is True
+    assert not StoreSubset(plain, [7]).verify_reads
     flip_byte(tmp_path / "s" / fmt.shard_name(bad_shard), int(r["offset"]) + 5)  # repaired
     flip_byte(tmp_path / "s" / fmt.META_FILE, int(store.records[5]["meta_offset"]) + 2)
     checked = ImageStore(tmp_path / "s", verify_reads=True)

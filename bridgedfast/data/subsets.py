@@ -5,6 +5,7 @@ The seeds are frozen (stored run folders reproduce their splits from them)."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -114,12 +115,15 @@ class StoreSubset(ImageStore):
         self._count = len(self._records)
         self._shards, self._shard_need, self._meta = store._shards, store._shard_need, store._meta
         self.labels = store.labels[idx]
+        # Checked reads as the base store's (verify_reads): the subset's own images, shard by shard.
+        self.verify_reads, self._verify_lock = store.verify_reads, threading.Lock()
+        self._verified = [False] * len(self._shards)
 
     def __getstate__(self) -> dict:
-        return {"path": str(self.path), "indices": self.indices.tolist()}
+        return {"path": str(self.path), "indices": self.indices.tolist(), "verify_reads": self.verify_reads}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(ImageStore(state["path"]), state["indices"])
+        self.__init__(ImageStore(state["path"], verify_reads=state.get("verify_reads", False)), state["indices"])
 
     def refresh(self) -> "StoreSubset":
         return self
