@@ -40,20 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _style_study():
-    """[true, false] (styled and plain stores, the paper's DSI vs single-template comparison) where
-    this bridgedfast's `style.enabled` takes a list, else true."""
-    from ..experiment.config import SECTIONS
-    from ..options import check_option
-
-    option = next(o for o in SECTIONS["style"] if o.name == "enabled")
-    try:
-        check_option(option, [True, False], "style.enabled", terse=True)
-    except (ValueError, TypeError):
-        return True
-    return [True, False]
-
-
 def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classifier/model.safetensors",
                 model: str = "test_resnet") -> dict:
     return {
@@ -65,7 +51,7 @@ def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classi
             "batch_size": 16 if quick else 80, "dtype": "fp32", "device": device, "seed": 0,
         },
         "style": {
-            "enabled": True if quick else _style_study(), "steps": 4 if quick else 150,
+            "enabled": True if quick else [True, False], "steps": 4 if quick else 150,
             "batch_size": 4 if quick else 8, "resolution": 32, "lr": 5e-3, "init_word": "photo",
             "template": STYLE_TEMPLATE, "dtype": "fp32", "device": device,
         },
