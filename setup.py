@@ -2,6 +2,10 @@
 
 CPU kernels are always built. CUDA kernels are built when a CUDA build of torch and nvcc are
 both present (no GPU needed), or when FORCE_CUDA=1; BRIDGEDFAST_NO_CUDA=1 builds CPU only.
+The JPEG decoding op (libjpeg-turbo >= 1.5: cropped and scaled decoding) is built when its
+headers and library are found (Debian/Ubuntu: `apt install libjpeg62-turbo-dev` or
+`libjpeg-turbo8-dev`; conda: `libjpeg-turbo`; another prefix: BRIDGEDFAST_JPEG_ROOT=PREFIX);
+BRIDGEDFAST_NO_JPEG=1 leaves it out. Without it the loader decodes with torchvision.
 """
 from __future__ import annotations
 
@@ -74,6 +78,50 @@ def nvidia_wheel_include_dirs() -> list[str]:
     return dirs
 
 
+_JPEG_PROBE = r"""
+#include <stddef.h>
+#include <stdio.h>
+#include <jpeglib.h>
+int main(void) {
+  struct jpeg_decompress_struct c; struct jpeg_error_mgr e; JDIMENSION x = 0, w = 1;
+  c.err = jpeg_std_error(&e); jpeg_create_decompress(&c);
+  if (0) { jpeg_crop_scanline(&c, &x, &w); jpeg_skip_scanlines(&c, 1); }
+  jpeg_destroy_decompress(&c); return 0;
+}
+"""
+
+
+def find_libjpeg() -> tuple[list[str], list[str], str]:
+    """(include dirs, library dirs, why) for libjpeg-turbo with cropped decoding, or ([], [], why not)
+    when none is found; a small C program that calls jpeg_crop_scanline must compile and link."""
+    if _flag("BRIDGEDFAST_NO_JPEG"):
+        return [], [], "BRIDGEDFAST_NO_JPEG=1"
+    roots = [Path(os.environ["BRIDGEDFAST_JPEG_ROOT"])] if os.environ.get("BRIDGEDFAST_JPEG_ROOT") else []
+    if os.environ.get("CONDA_PREFIX"):
+        roots.append(Path(os.environ["CONDA_PREFIX"]))
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return [], [], "no C compiler to probe for libjpeg-turbo"
+    import tempfile
+
+    for root in roots + [None]:
+        inc = [str(root / "include")] if root is not None else []
+        lib = [str(root / "lib")] if root is not None else []
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "probe.c"
+            src.write_text(_JPEG_PROBE)
+            cmd = [compiler, str(src), "-o", str(Path(tmp) / "probe")] + [f"-I{d}" for d in inc] + \
+                [f"-L{d}" for d in lib] + ["-ljpeg"]
+            try:
+                ok = subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        if ok:
+            return inc, lib, f"libjpeg-turbo found{'' if root is None else ' in ' + str(root)}"
+    return [], [], ("libjpeg-turbo (jpeglib.h with jpeg_crop_scanline) not found: install libjpeg62-turbo-dev "
+                    "or set BRIDGEDFAST_JPEG_ROOT")
+
+
 def default_max_jobs() -> int:
     """Parallel compile jobs: at most the cores, and about one per 2.5 GiB of free memory."""
     cores = os.cpu_count() or 1
@@ -132,8 +180,16 @@ def build_extensions():
             cxx += ["-idirafter", inc]
         extension = CUDAExtension
 
+    jpeg_inc, jpeg_lib, jpeg_why = find_libjpeg()
+    with_jpeg = jpeg_why.startswith("libjpeg-turbo found")
+    libraries = []
+    if with_jpeg:
+        cxx.append("-DBRIDGEDFAST_WITH_JPEG")
+        libraries.append("jpeg")
+
     rel = [os.path.relpath(s, ROOT) for s in sources]
     _log(f"CUDA kernels: {'yes' if with_cuda else 'no'} ({why})")
+    _log(f"JPEG decoding op: {'yes' if with_jpeg else 'no'} ({jpeg_why})")
     if with_cuda:
         _log(f"CUDA_HOME={cuda_home}  TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
     _log(f"torch {torch.__version__}, MAX_JOBS={os.environ['MAX_JOBS']}, {len(rel)} sources:")
@@ -143,7 +199,10 @@ def build_extensions():
     ext = extension(
         name="bridgedfast._C",
         sources=rel,
-        include_dirs=[str(CSRC / "include"), str(CSRC)],
+        include_dirs=[str(CSRC / "include"), str(CSRC)] + jpeg_inc,
+        library_dirs=jpeg_lib,
+        runtime_library_dirs=jpeg_lib,
+        libraries=libraries,
         extra_compile_args={"cxx": cxx, "nvcc": nvcc} if with_cuda else {"cxx": cxx},
         extra_link_args=["-fopenmp"],
     )

@@ -8,11 +8,14 @@ import torch
 
 from . import _ext
 from .packed import PackedImages
-from .reference import gather_images_reference, mix_images_reference, resized_crop_reference
+from .reference import (DECODE_COLUMNS, decode_jpegs_reference, gather_images_reference, mix_images_reference,
+                        resized_crop_reference)
 
 __all__ = [
     "mix_images",
     "gather_images",
+    "decode_jpegs",
+    "decode_jpegs_compiled",
     "resized_crop",
     "resize_center_crop",
     "as_packed",
@@ -170,6 +173,50 @@ def gather_images(
         return out
     _check_gather_items(list(sources), items, out)
     return gather_images_reference(list(sources), items, out)
+
+
+def decode_jpegs_compiled() -> bool:
+    """Whether the extension has its libjpeg-turbo decoding op (built where libjpeg-turbo's headers
+    were found; see setup.py). Without it decode_jpegs runs its reference, one image at a time."""
+    return _ext.has_kernel("decode_jpegs", "cpu")
+
+
+def decode_jpegs(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Tensor, threads: int = 1) -> torch.Tensor:
+    """Decodes a batch of JPEGs, or only a region of each, into one packed uint8 CPU buffer.
+
+    sources: 1-D uint8 CPU tensors holding the JPEG bytes (e.g. a store's mapped shards); items:
+    int64 [N, 11] rows (source, offset, nbytes, dst, height, width, scale, top, left, region_h,
+    region_w): the JPEG at sources[source][offset:offset+nbytes] decodes at 1/scale (1, 2, 4 or 8)
+    to height x width, and its region [top:top+region_h, left:left+region_w] is written to
+    out[dst:] as uint8 [region_h, region_w, 3]. With the compiled op (libjpeg-turbo) only the
+    region is reconstructed (rows above it are skipped, columns beside it cropped, rows below it
+    never read), on `threads` threads without the GIL; its pixels equal those of a whole decode.
+    Returns int32 [N] statuses: 0 decoded, 1 does not decode (or needs a conversion libjpeg does
+    not do, e.g. CMYK), 2 decodes to another size than (height, width). Raises ValueError for an
+    item out of range of its source, its image or out.
+    """
+    items = torch.as_tensor(items, dtype=torch.int64)
+    if items.dim() != 2 or items.shape[1] != len(DECODE_COLUMNS) or items.device.type != "cpu":
+        raise ValueError(f"decode_jpegs: items must be a CPU int64 [N, {len(DECODE_COLUMNS)}] tensor, got "
+                         f"{items.dtype} {tuple(items.shape)}")
+    if out.device.type != "cpu" or out.dtype != torch.uint8 or out.dim() != 1:
+        raise ValueError("decode_jpegs: out must be a 1-D uint8 CPU tensor")
+    if decode_jpegs_compiled():
+        try:
+            return torch.ops.bridgedfast.decode_jpegs.default(list(sources), items, out, int(threads))
+        except RuntimeError as exc:  # the op's bounds checks (one message, before anything is written)
+            raise ValueError(str(exc).splitlines()[0]) from None
+    sizes = torch.tensor([t.numel() for t in sources] + [0], dtype=torch.int64)
+    s, start, n, dst, h, w, scale, top, left, rh, rw = items.unbind(1)
+    have = sizes[s.clamp(0, len(sources))]
+    bad = (s < 0) | (s >= len(sources)) | (start < 0) | (n <= 0) | (start > have) | (n > have - start)
+    bad |= ~((scale == 1) | (scale == 2) | (scale == 4) | (scale == 8)) | (top < 0) | (left < 0) | (rh <= 0) | (rw <= 0)
+    bad |= (rh > h - top) | (rw > w - left) | (h > 1 << 16) | (w > 1 << 16) | (dst < 0) | (dst > out.numel())
+    bad |= rh * rw * 3 > out.numel() - dst
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"decode_jpegs: item {i} {items[i].tolist()} is out of range of its source, image or out")
+    return decode_jpegs_reference(list(sources), items, out)
 
 
 def _check_packed(images: PackedImages) -> PackedImages:

@@ -33,6 +33,35 @@ def gather_images_reference(sources: list[torch.Tensor], items: torch.Tensor, ou
     return out
 
 
+# decode_jpegs' item columns and statuses (csrc/torch/decode_jpegs_cpu.cpp).
+DECODE_COLUMNS = ("source", "offset", "nbytes", "dst", "height", "width", "scale", "top", "left", "region_h", "region_w")
+DECODE_OK, DECODE_UNDECODABLE, DECODE_WRONG_SIZE = 0, 1, 2
+
+
+def decode_jpegs_reference(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """What the decode_jpegs op computes, one image at a time: each item's JPEG decoded whole
+    (torchvision's libjpeg-turbo at scale 1, Pillow's DCT scaling at 1/2, 1/4, 1/8), its
+    (height, width) checked, and the region [top:top+region_h, left:left+region_w] copied to
+    out[dst:] as uint8 [region_h, region_w, 3]. Returns int32 [N] statuses (0 = decoded,
+    1 = does not decode, 2 = decodes to another size); a failed item's bytes in out are untouched."""
+    from .data.decode import decode_jpeg_scaled
+    from .data.store import decode_jpeg
+
+    status = torch.zeros(items.shape[0], dtype=torch.int32)
+    for k, (s, start, n, dst, h, w, scale, top, left, rh, rw) in enumerate(items.tolist()):
+        data = sources[s][start : start + n]
+        try:
+            pixels = decode_jpeg(data) if scale == 1 else torch.from_numpy(decode_jpeg_scaled(data, scale).copy())
+        except Exception:  # noqa: BLE001 - whatever the decoders raise for a broken file
+            status[k] = DECODE_UNDECODABLE
+            continue
+        if tuple(pixels.shape) != (h, w, 3):
+            status[k] = DECODE_WRONG_SIZE
+            continue
+        out[dst : dst + rh * rw * 3].view(rh, rw, 3).copy_(pixels[top : top + rh, left : left + rw])
+    return status
+
+
 def resized_crop_reference(
     data: torch.Tensor,
     index: torch.Tensor,

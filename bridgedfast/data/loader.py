@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .. import ops as _ops
 from ..ops import to_device_async
 from ..packed import PackedImages
 from ..buffers import BufferPool
@@ -200,10 +201,14 @@ class _StoreBytes:
             slot[1] = torch.cuda.Event()
         return slot[0][:nbytes], slot[1]
 
-    def _gather_host(self, is_syn, index, dst, total, heights, widths, scales=None, skip_jpeg=False):
+    def _gather_host(self, is_syn, index, dst, total, heights, widths, scales=None, skip_jpeg=False,
+                     regions=None, decoded=None):
         """The batch packed in a (pinned, for CUDA) host buffer: raw images by the gather op,
-        JPEGs decoded into it by the thread pool (at 1/scales[p] of their size where scales is
-        given; heights/widths are then the decoded sizes). skip_jpeg leaves the JPEGs' slots empty."""
+        JPEGs decoded into it (the decode op, or the thread pool without it). heights/widths are
+        what each slot holds. scales: JPEGs decoded at 1/scales[p]; regions: int64 [N, 4]
+        (top, left, height, width) of each JPEG's decoded image that its slot holds (None: the whole
+        image); decoded: (heights, widths) the JPEGs decode to when that is not the slot's size.
+        skip_jpeg leaves the JPEGs' slots empty."""
         from ..ops import gather_images
 
         out, event = self._host_buffer(total)
@@ -219,60 +224,94 @@ class _StoreBytes:
             jpegs += [(view, int(i), int(p)) for i, p in zip(idx[jpeg], pos[jpeg])]
         gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
         if jpegs and not skip_jpeg:
-            self._decode_into(out, jpegs, dst, heights, widths, scales)
+            full_h, full_w = (heights, widths) if decoded is None else decoded
+            if regions is None:
+                regions = np.stack([np.zeros_like(full_h), np.zeros_like(full_w), full_h, full_w], 1)
+            self._decode_into(out, jpegs, dst, full_h, full_w, scales, regions)
         index_t = torch.from_numpy(np.stack([dst, heights, widths], 1))
         return PackedImages(out, index_t), event
 
-    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths, scales=None) -> None:
-        def decode(job) -> None:
-            view, i, p = job
-            scale = 1 if scales is None else int(scales[p])
+    def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths, scales, regions) -> None:
+        """Decodes JPEGs (view, image, batch position) into out: position p's image decodes at
+        1/scales[p] to heights[p] x widths[p], and its region regions[p] goes to out[dst[p]:].
+        The decode op does the batch in one call; an image it cannot decode (damaged, or a
+        colour space libjpeg does not convert) goes through torchvision/Pillow, which either
+        decode it or name it."""
+        from ..ops import decode_jpegs
+
+        pos = np.array([p for _, _, p in jpegs], dtype=np.int64)
+        scale = np.ones(len(pos), np.int64) if scales is None else np.asarray(scales, np.int64)[pos]
+        failed = list(range(len(jpegs)))
+        if self._decode_op:
+            rows = np.empty((len(jpegs), 11), dtype=np.int64)
+            for k, (view, i, p) in enumerate(jpegs):
+                rows[k, :3] = view.source[i], view.offset[i], view.nbytes[i]
+            rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6] = dst[pos], heights[pos], widths[pos], scale
+            rows[:, 7:] = regions[pos]
+            status = decode_jpegs(self._sources, torch.from_numpy(rows), out, threads=self.workers)
+            failed = np.flatnonzero(status.numpy()).tolist()
+
+        def decode(k: int) -> None:
+            view, i, p = jpegs[k]
+            s = int(scale[k])
             try:
-                if scale == 1:
+                if s == 1:
                     pixels = decode_jpeg(view.store.encoded(i))
-                else:  # a read-only numpy array (Pillow's), copied straight into the batch
-                    pixels = _decode.decode_jpeg_scaled(view.store.encoded(i), scale)
+                else:  # a read-only numpy array (Pillow's)
+                    pixels = torch.from_numpy(_decode.decode_jpeg_scaled(view.store.encoded(i), s).copy())
             except Exception as exc:
                 raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
             if tuple(pixels.shape) != (heights[p], widths[p], 3):
-                full = "" if scale == 1 else f" at 1/{scale} of its size"
+                full = "" if s == 1 else f" at 1/{s} of its size"
                 raise StoreCorruptError(
                     f"{view.store.path}: image {i} is damaged: JPEG decodes{full} to {tuple(pixels.shape)}, "
                     f"index says {(int(heights[p]), int(widths[p]), 3)}"
                 )
-            target = out[dst[p] : dst[p] + int(heights[p] * widths[p] * 3)].view(*pixels.shape)
-            if isinstance(pixels, np.ndarray):
-                target.numpy()[...] = pixels
-            else:
-                target.copy_(pixels)
+            top, left, h, w = (int(v) for v in regions[p])
+            out[dst[p] : dst[p] + h * w * 3].view(h, w, 3).copy_(pixels[top : top + h, left : left + w])
 
+        if not failed:
+            return
+        if len(failed) == 1 or self._decode_op:  # the op's failures are rare: one at a time
+            for k in failed:
+                decode(k)
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
         # One task per worker (every workers-th image): fewer hand-offs than one task per image.
-        chunks = [jpegs[k :: self.workers] for k in range(min(self.workers, len(jpegs)))]
-        for _ in self._pool.map(lambda chunk: [decode(job) for job in chunk], chunks):
+        chunks = [failed[k :: self.workers] for k in range(min(self.workers, len(failed)))]
+        for _ in self._pool.map(lambda chunk: [decode(k) for k in chunk], chunks):
             pass
 
     def _has_jpeg(self, is_syn: np.ndarray, index: np.ndarray) -> bool:
         return any(mask.any() and self._views[which].is_jpeg[index[mask]].any()
                    for which, mask in ((0, ~is_syn), (1, is_syn)))
 
-    def _gather_reduced(self, is_syn, index, heights, widths, generator):
-        """Draws the batch's crops first, then decodes each JPEG at the smallest libjpeg scale
-        that keeps its crop at least the output size, into a packed buffer of the reduced sizes;
-        returns (packed, copy event, (boxes rounded onto the reduced grids, in the reduced images, flip))."""
+    def _gather_planned(self, is_syn, index, heights, widths, generator):
+        """Draws the batch's crops before decoding, then decodes only each JPEG's crop (and, with
+        jpeg_decode="reduced", at the smallest libjpeg scale that keeps the crop at least the
+        output size) into a packed buffer of just those crops; raw images are packed whole.
+        Returns (packed, copy event, (boxes within the packed slots, flip)): the augmentation of
+        the packed crops with these boxes is the augmentation of the whole images with the drawn
+        boxes (rounded onto the reduced grid where a JPEG is reduced)."""
         boxes, flip = self._planned.draw(heights, widths, generator)
         out_h, out_w = self._planned.output_size
-        scales = np.ones(len(index), dtype=np.int64)
+        jpeg = np.zeros(len(index), dtype=bool)
         for which, mask in ((0, ~is_syn), (1, is_syn)):
             if mask.any():
-                pos = np.flatnonzero(mask)
-                jpeg = self._views[which].is_jpeg[index[pos]]
-                scales[pos[jpeg]] = _decode.dct_scales(boxes[pos[jpeg], 2], boxes[pos[jpeg], 3], out_h, out_w)
+                jpeg[mask] = self._views[which].is_jpeg[index[mask]]
+        scales = np.ones(len(index), dtype=np.int64)
+        if self.jpeg_decode == "reduced":
+            scales[jpeg] = _decode.dct_scales(boxes[jpeg, 2], boxes[jpeg, 3], out_h, out_w)
         small_h, small_w = _decode.scaled_sizes(heights, widths, scales)
-        dst, total = _offsets(small_h * small_w * 3)
-        packed, event = self._gather_host(is_syn, index, dst, total, small_h, small_w, scales)
-        return packed, event, (_decode.snap_boxes(boxes, scales, heights, widths)[1], flip)
+        regions = _decode.snap_boxes(boxes, scales, heights, widths)[1]  # the boxes themselves where scale is 1
+        slot_h, slot_w = np.where(jpeg, regions[:, 2], small_h), np.where(jpeg, regions[:, 3], small_w)
+        dst, total = _offsets(slot_h * slot_w * 3)
+        packed, event = self._gather_host(is_syn, index, dst, total, slot_h, slot_w, scales, regions=regions,
+                                          decoded=(small_h, small_w))
+        within = regions.copy()
+        within[jpeg, :2] = 0
+        return packed, event, (within, flip)
 
     def _gather_nvjpeg(self, is_syn, index, heights, widths) -> PackedImages | None:
         """The batch packed on the GPU: raw images gathered on the host and copied over, JPEGs
@@ -434,7 +473,10 @@ class MixedLoader(_StoreBytes):
             raise ValueError(f"jpeg_decode='nvjpeg' decodes on the GPU: it needs device='cuda', got {str(device)!r}")
         self.jpeg_decode = ("nvjpeg" if self.device.type == "cuda" else "full") if jpeg_decode == "auto" else jpeg_decode
         self.augment = augment
-        self._planned = _decode.PlannedCrop.of(augment) if self.jpeg_decode == "reduced" else None
+        # With a TrainAugment-like augment the crops are drawn before decoding, so each JPEG is
+        # decoded only as far as its crop needs (same pixels as a whole decode).
+        self._planned = _decode.PlannedCrop.of(augment) if self.jpeg_decode in ("full", "reduced") else None
+        self._decode_op = _ops.decode_jpegs_compiled()
         if self.jpeg_decode == "reduced" and self._planned is None:
             warnings.warn(f"MixedLoader(jpeg_decode='reduced'): {type(augment).__name__} does not draw its crop boxes "
                           "(as TrainAugment.draw does), so JPEGs are decoded at full size", RuntimeWarning, stacklevel=2)
@@ -513,7 +555,7 @@ class MixedLoader(_StoreBytes):
                 heights[mask], widths[mask] = view.height[index[mask]], view.width[index[mask]]
         generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, self.rank, b))
         event = None
-        crop = None  # (boxes, flip) drawn before decoding, for reduced-size JPEG decoding
+        crop = None  # (boxes, flip) drawn before decoding, to decode only each JPEG's crop
         if self._cache is not None:
             packed = self._gather_cached(is_syn, index, heights, widths)
         else:
@@ -522,7 +564,7 @@ class MixedLoader(_StoreBytes):
             if packed is None and self.jpeg_decode == "nvjpeg":
                 packed = self._gather_nvjpeg(is_syn, index, heights, widths)
             if packed is None and self._planned is not None and self._has_jpeg(is_syn, index):
-                packed, event, crop = self._gather_reduced(is_syn, index, heights, widths, generator)
+                packed, event, crop = self._gather_planned(is_syn, index, heights, widths, generator)
             if packed is None:
                 dst, total = _offsets(heights * widths * 3)
                 packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)
