@@ -16,6 +16,7 @@ __all__ = [
     "gather_images",
     "decode_jpegs",
     "decode_jpegs_compiled",
+    "jpeg_add_restarts",
     "resized_crop",
     "resize_center_crop",
     "as_packed",
@@ -217,6 +218,18 @@ def decode_jpegs(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Te
         i = int(bad.nonzero()[0])
         raise ValueError(f"decode_jpegs: item {i} {items[i].tolist()} is out of range of its source, image or out")
     return decode_jpegs_reference(list(sources), items, out)
+
+
+def jpeg_add_restarts(data: bytes | torch.Tensor) -> bytes | None:
+    """The JPEG re-encoded losslessly (DCT coefficients copied, not decoded to pixels: it decodes
+    to the same pixels) as a sequential JPEG with a restart marker after every MCU and optimised
+    Huffman tables, about 3% larger: decode_jpegs then entropy-decodes only the MCUs around a
+    crop. None where the decode op was not built or the data does not decode."""
+    if not decode_jpegs_compiled():
+        return None
+    t = data if isinstance(data, torch.Tensor) else torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    out = torch.ops.bridgedfast.jpeg_add_restarts.default(t.contiguous())
+    return out.numpy().tobytes() if out.numel() else None
 
 
 def _check_packed(images: PackedImages) -> PackedImages:

@@ -174,3 +174,77 @@ def test_a_damaged_jpeg_is_still_named_when_only_its_crop_is_decoded(tmp_path):
                          prefetch=0, shuffle=False)
     with pytest.raises(StoreCorruptError, match="image 3 is damaged: its JPEG does not decode"):
         list(loader)
+
+
+# -- JPEGs with a restart marker after every MCU: only the MCUs around a region are decoded ---------------
+def restarted(data: bytes) -> bytes:
+    out = ops.jpeg_add_restarts(data)
+    assert out is not None and b"\xff\xdd\x00\x04\x00\x01" in out  # DRI = 1 MCU
+    return out
+
+
+def whole(data: bytes) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+
+@needs_op
+def test_adding_restart_markers_is_lossless():
+    rng = np.random.default_rng(21)
+    cases = [encode(photo_like(67, 93, rng), subsampling=s) for s in (0, 1, 2)]
+    cases.append(encode(photo_like(50, 41, rng)[..., 0]))                  # greyscale
+    cases.append(encode(photo_like(80, 120, rng), progressive=True))       # progressive -> sequential
+    for data in cases:
+        assert torch.equal(whole(restarted(data)), whole(data))
+    assert ops.jpeg_add_restarts(b"\xff\xd8 not a jpeg") is None
+
+
+@needs_op
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_regions_cut_from_restart_marked_jpegs_equal_a_whole_decode(subsampling):
+    rng = np.random.default_rng(30 + subsampling)
+    images = [photo_like(int(rng.integers(20, 300)), int(rng.integers(20, 300)), rng) for _ in range(30)]
+    images.append(photo_like(40, 50, rng)[..., 0])
+    jpegs = [restarted(encode(im, subsampling=subsampling)) for im in images]
+    for scales in ((1,), (1, 2, 4, 8)):
+        source, items, size = batch(jpegs, rng, scales=scales)
+        # regions touching each edge and the whole image too
+        items[0, 7:] = torch.tensor([0, 0, items[0, 4], items[0, 5]])
+        items[1, 7:] = torch.tensor([items[1, 4] - 1, items[1, 5] - 1, 1, 1])
+        ours, ref = torch.zeros(size, dtype=torch.uint8), torch.zeros(size, dtype=torch.uint8)
+        assert ops.decode_jpegs([source], items, ours, threads=2).eq(0).all()
+        decode_jpegs_reference([source], items, ref)
+        assert torch.equal(ours, ref)
+
+
+@needs_op
+def test_a_restart_marked_jpeg_with_wrong_markers_is_decoded_as_it_is():
+    rng = np.random.default_rng(40)
+    data = bytearray(restarted(encode(photo_like(96, 96, rng))))
+    at = data.index(b"\xff\xd3")  # the 4th restart marker claims to be the 6th
+    data[at + 1] = 0xD5
+    source, items, size = batch([bytes(data)], rng, size=(96, 96))
+    items[0, 3], items[0, 7:] = 0, torch.tensor([60, 60, 30, 30])  # a region whose MCUs come after the bad marker
+    status = ops.decode_jpegs([source], items, torch.zeros(30 * 30 * 3, dtype=torch.uint8))
+    assert status.tolist() == [1]  # libjpeg warns about the marker: failed, for the loader's fallback to judge
+
+
+def test_pack_and_the_writer_add_restart_markers_the_loader_uses(tmp_path):
+    rng = np.random.default_rng(50)
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(photo_like(int(rng.integers(70, 140)), int(rng.integers(70, 140)), rng)).save(src / f"{i}.jpg", quality=92)
+    from bridgedfast.data.pack import pack
+
+    marked = pack(tmp_path / "src", tmp_path / "marked", encoding="jpeg", progress=False)
+    plain = pack(tmp_path / "src", tmp_path / "plain", encoding="jpeg", progress=False, restart_markers=False)
+    with ImageStoreWriter(tmp_path / "written", ["a"], encoding="jpeg") as w:
+        w.add(photo_like(90, 90, rng), 0)
+    has = ops.decode_jpegs_compiled()
+    assert all((b"\xff\xdd\x00\x04\x00\x01" in marked.encoded(i).numpy().tobytes()) == has for i in range(6))
+    assert (b"\xff\xdd\x00\x04\x00\x01" in ImageStore(tmp_path / "written").encoded(0).numpy().tobytes()) == has
+    kwargs = dict(batch_size=3, augment=TrainAugment(24, scale=(0.1, 0.5)), prefetch=0, seed=2)
+    for a, b in zip(batches(MixedLoader(marked, **kwargs)), batches(MixedLoader(plain, **kwargs))):
+        assert torch.equal(a, b)  # same pixels: same batches

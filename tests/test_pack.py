@@ -64,13 +64,22 @@ def test_pack_raw_round_trips_pil_pixels_exactly(tmp_path, workers):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
-def test_pack_jpeg_keeps_jpeg_sources_and_encodes_others(tmp_path):
+@pytest.mark.parametrize("restart_markers", [False, True])
+def test_pack_jpeg_keeps_jpeg_sources_and_encodes_others(tmp_path, restart_markers):
+    from bridgedfast.ops import decode_jpegs_compiled
+
     make_source(tmp_path / "src")
-    store = pack(tmp_path / "src", tmp_path / "store", encoding="jpeg", quality=95, progress=False)
+    store = pack(tmp_path / "src", tmp_path / "store", encoding="jpeg", quality=95, progress=False,
+                 restart_markers=restart_markers)
+    markers = restart_markers and decode_jpegs_compiled()
     for i, rel in enumerate(EXPECTED_ORDER):
         source = tmp_path / "src" / rel
-        if rel.endswith("1.jpg"):  # an RGB JPEG needing no resize is stored untouched
-            assert store.encoded(i).numpy().tobytes() == source.read_bytes()
+        data = store.encoded(i).numpy().tobytes()
+        assert (b"\xff\xdd\x00\x04\x00\x01" in data) == markers  # DRI: a restart marker after every MCU
+        if rel.endswith("1.jpg") and not markers:  # an RGB JPEG needing no resize is stored untouched
+            assert data == source.read_bytes()
+        elif rel.endswith("1.jpg"):  # ... or re-encoded losslessly: the same pixels
+            assert np.array_equal(store.image(i).numpy(), pil_rgb(source))
         else:  # the others: exactly PIL's own JPEG round trip at that quality
             buf = io.BytesIO()
             Image.fromarray(pil_rgb(source)).save(buf, format="JPEG", quality=95)

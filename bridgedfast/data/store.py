@@ -462,6 +462,7 @@ class ImageStoreWriter:
         commit_seconds: float = 5.0,
         shard_bytes: int = 1 << 30,
         fsync: bool = True,
+        restart_markers: bool = True,
     ) -> None:
         classes = list(classes)
         _check_writer_args(classes, encoding, quality, commit_every, shard_bytes)
@@ -469,6 +470,9 @@ class ImageStoreWriter:
         self.classes = classes
         self.encoding = encoding
         self.quality = quality
+        # add() encodes JPEGs with a restart marker after every MCU (bridgedfast.ops.jpeg_add_restarts,
+        # lossless): the loader then decodes only the MCUs around each crop.
+        self.restart_markers = restart_markers
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self.shard_bytes = shard_bytes
@@ -555,7 +559,12 @@ class ImageStoreWriter:
         pixels = _as_hwc_uint8(image, "image")
         h, w = pixels.shape[:2]
         if self.encoding == "jpeg":
-            return self.add_encoded(encode_jpeg(pixels, self.quality), h, w, label, meta, encoding="jpeg")
+            data = encode_jpeg(pixels, self.quality)
+            if self.restart_markers:
+                from ..ops import jpeg_add_restarts
+
+                data = jpeg_add_restarts(data) or data
+            return self.add_encoded(data, h, w, label, meta, encoding="jpeg")
         return self.add_encoded(pixels, h, w, label, meta, encoding="raw")
 
     def add_batch(self, images: Any, labels: Sequence[int] | torch.Tensor, metas: Sequence[dict | None] | None = None) -> None:

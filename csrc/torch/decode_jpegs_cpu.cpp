@@ -21,6 +21,7 @@
 #include <csetjmp>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -48,7 +49,7 @@ enum Col : int64_t {
 // Status per item (returned to Python, which names the image and falls back or raises).
 enum Status : int32_t { kOk = 0, kUndecodable = 1, kWrongSize = 2 };
 
-constexpr int kMargin = 16;  // >= one iMCU at full scale: the upsampler's context at the region's edges
+constexpr int kMargin = 2;  // one chroma sample of 2x subsampling: the upsampler's context at the region's edges
 
 struct ErrorManager {
   jpeg_error_mgr pub;
@@ -67,7 +68,7 @@ void silent(j_common_ptr) {}
 
 // Decodes one item; all state lives in this frame, so longjmp out of libjpeg leaks nothing but
 // the row buffer, which is owned by the caller.
-int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, std::vector<uint8_t>& row) {
+int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, std::vector<uint8_t>& row) {
   jpeg_decompress_struct cinfo;
   ErrorManager err;
   cinfo.err = jpeg_std_error(&err.pub);
@@ -114,6 +115,157 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
   return kOk;
 }
 
+
+// ---- JPEGs with a restart marker after every MCU (what bridgedfast's stores write) ----------------
+// Each MCU's entropy-coded bytes then stand alone (the DC predictors restart at each marker), so
+// the MCUs around a region can be cut out of the file and put back together as a small, valid JPEG
+// of just that band of rows and columns: libjpeg then entropy-decodes only those MCUs, not every
+// row above the region and every column beside it. The cut keeps kMargin pixels (at the decoded
+// scale) around the region where the image has them, so its pixels are those of a whole decode.
+
+struct Layout {
+  int64_t height = 0, width = 0;   // the frame's size in pixels
+  int64_t mcu_h = 0, mcu_w = 0;    // an MCU's size in pixels
+  int64_t mcus_y = 0, mcus_x = 0;  // MCUs per column and per row
+  size_t sof = 0;                  // offset of the SOF marker (0xFF, 0xC0/0xC1)
+  size_t scan = 0;                 // first byte of the entropy-coded data
+};
+
+inline int64_t be16(const uint8_t* p) { return (static_cast<int64_t>(p[0]) << 8) | p[1]; }
+
+// True for a sequential (baseline or extended Huffman) JPEG whose first scan holds every component
+// and whose restart interval is one MCU.
+bool parse_layout(const uint8_t* d, size_t n, Layout* L) {
+  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return false;
+  size_t i = 2;
+  int64_t restart = 0, components = 0, hmax = 1, vmax = 1;
+  bool have_sof = false;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) return false;
+    const uint8_t m = d[i + 1];
+    if (m == 0xFF) { ++i; continue; }  // fill byte
+    const int64_t len = be16(d + i + 2);
+    if (len < 2 || i + 2 + static_cast<size_t>(len) > n) return false;
+    const uint8_t* seg = d + i + 4;
+    if (m == 0xC0 || m == 0xC1) {
+      if (len < 8) return false;
+      L->height = be16(seg + 1);
+      L->width = be16(seg + 3);
+      components = seg[5];
+      if (components < 1 || components > 4 || len != 8 + 3 * components || L->height <= 0 || L->width <= 0) return false;
+      for (int64_t c = 0; c < components; ++c) {
+        hmax = std::max<int64_t>(hmax, seg[6 + 3 * c + 1] >> 4);
+        vmax = std::max<int64_t>(vmax, seg[6 + 3 * c + 1] & 15);
+      }
+      L->sof = i;
+      have_sof = true;
+    } else if ((m >= 0xC2 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC)) {
+      return false;  // progressive, lossless or arithmetic: not cut
+    } else if (m == 0xDD) {
+      if (len != 4) return false;
+      restart = be16(seg);
+    } else if (m == 0xDA) {
+      if (!have_sof || restart != 1 || len < 3 || seg[0] != components) return false;
+      if (hmax < 1 || vmax < 1 || hmax > 4 || vmax > 4) return false;
+      L->mcu_h = components == 1 ? 8 : 8 * vmax;  // a one-component scan's MCU is one block
+      L->mcu_w = components == 1 ? 8 : 8 * hmax;
+      L->mcus_y = (L->height + L->mcu_h - 1) / L->mcu_h;
+      L->mcus_x = (L->width + L->mcu_w - 1) / L->mcu_w;
+      L->scan = i + 2 + static_cast<size_t>(len);
+      return true;
+    } else if (m == 0xD9 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) {
+      return false;
+    }
+    i += 2 + static_cast<size_t>(len);
+  }
+  return false;
+}
+
+// Cuts MCU rows [r0, r1) x columns [c0, c1) out of the JPEG into `out` as a JPEG of its own.
+// False if the markers are not where a one-MCU restart interval puts them (then the caller
+// decodes the file as it is, and libjpeg judges it).
+bool cut(const uint8_t* d, size_t n, const Layout& L, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+         std::vector<uint8_t>* out, std::vector<size_t>* starts) {
+  // starts[k] = first byte of MCU k, for k up to the last one needed (plus where it ends).
+  const int64_t last = (r1 - 1) * L.mcus_x + c1 - 1;
+  starts->clear();
+  starts->push_back(L.scan);
+  size_t i = L.scan;
+  while (static_cast<int64_t>(starts->size()) <= last + 1) {
+    const void* hit = std::memchr(d + i, 0xFF, n - i);
+    if (hit == nullptr) return false;
+    i = static_cast<size_t>(static_cast<const uint8_t*>(hit) - d);
+    if (i + 1 >= n) return false;
+    const uint8_t m = d[i + 1];
+    if (m == 0x00 || m == 0xFF) { i += 1 + (m == 0x00); continue; }  // stuffed byte / fill
+    const int64_t k = static_cast<int64_t>(starts->size()) - 1;      // the MCU this marker ends
+    if (m == 0xD9 && k == L.mcus_y * L.mcus_x - 1) {                 // EOI after the last MCU
+      starts->push_back(i + 2);
+      break;
+    }
+    if (m != 0xD0 + (k & 7)) return false;
+    starts->push_back(i + 2);
+    i += 2;
+  }
+  if (static_cast<int64_t>(starts->size()) <= last + 1) return false;
+  const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
+  const int64_t w = c1 == L.mcus_x ? L.width - c0 * L.mcu_w : (c1 - c0) * L.mcu_w;
+  out->assign(d, d + L.scan);                                  // SOI .. SOS, then the new size in SOF
+  (*out)[L.sof + 5] = static_cast<uint8_t>(h >> 8);
+  (*out)[L.sof + 6] = static_cast<uint8_t>(h & 255);
+  (*out)[L.sof + 7] = static_cast<uint8_t>(w >> 8);
+  (*out)[L.sof + 8] = static_cast<uint8_t>(w & 255);
+  int64_t j = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t c = c0; c < c1; ++c, ++j) {
+      const int64_t k = r * L.mcus_x + c;
+      if (j > 0) {
+        out->push_back(0xFF);
+        out->push_back(static_cast<uint8_t>(0xD0 + ((j - 1) & 7)));
+      }
+      out->insert(out->end(), d + (*starts)[k], d + (*starts)[k + 1] - 2);  // without its marker
+    }
+  }
+  out->push_back(0xFF);
+  out->push_back(0xD9);
+  return true;
+}
+
+struct Scratch {
+  std::vector<uint8_t> row, cut;
+  std::vector<size_t> starts;
+};
+
+int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, Scratch& s) {
+  Layout L;
+  const int64_t scale = it[kScale];
+  if (parse_layout(data, static_cast<size_t>(nbytes), &L) && (L.height + scale - 1) / scale == it[kHeight] &&
+      (L.width + scale - 1) / scale == it[kWidth]) {
+    // The region with its margin, in full-size pixels, rounded out to whole MCUs.
+    const int64_t y0 = std::max<int64_t>(0, (it[kTop] - kMargin) * scale);
+    const int64_t y1 = std::min<int64_t>(L.height, (it[kTop] + it[kRegionH] + kMargin) * scale);
+    const int64_t x0 = std::max<int64_t>(0, (it[kLeft] - kMargin) * scale);
+    const int64_t x1 = std::min<int64_t>(L.width, (it[kLeft] + it[kRegionW] + kMargin) * scale);
+    const int64_t r0 = y0 / L.mcu_h, r1 = (y1 + L.mcu_h - 1) / L.mcu_h;
+    const int64_t c0 = x0 / L.mcu_w, c1 = (x1 + L.mcu_w - 1) / L.mcu_w;
+    const bool whole = r0 == 0 && c0 == 0 && r1 == L.mcus_y && c1 == L.mcus_x;
+    if (!whole && (r0 * L.mcu_h) % scale == 0 && (c0 * L.mcu_w) % scale == 0 &&
+        cut(data, static_cast<size_t>(nbytes), L, r0, r1, c0, c1, &s.cut, &s.starts)) {
+      const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
+      const int64_t w = c1 == L.mcus_x ? L.width - c0 * L.mcu_w : (c1 - c0) * L.mcu_w;
+      int64_t item[kColumns];
+      std::copy(it, it + kColumns, item);
+      item[kHeight] = (h + scale - 1) / scale;
+      item[kWidth] = (w + scale - 1) / scale;
+      item[kTop] = it[kTop] - r0 * L.mcu_h / scale;
+      item[kLeft] = it[kLeft] - c0 * L.mcu_w / scale;
+      if (decode_region(s.cut.data(), static_cast<int64_t>(s.cut.size()), item, out, s.row) == kOk) return kOk;
+      // A cut that does not decode: decode the file itself (libjpeg then names what is wrong).
+    }
+  }
+  return decode_region(data, nbytes, it, out, s.row);
+}
+
 at::Tensor decode_jpegs_cpu_op(at::TensorList sources, const at::Tensor& items, const at::Tensor& out,
                                int64_t threads) {
   TORCH_CHECK(items.device().is_cpu() && items.scalar_type() == at::kLong && items.dim() == 2 &&
@@ -158,23 +310,72 @@ at::Tensor decode_jpegs_cpu_op(at::TensorList sources, const at::Tensor& items, 
   const int nthreads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, std::max<int64_t>(n, 1))));
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<uint8_t> row;
+    Scratch scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) {
       const int64_t* it = rows + i * kColumns;
-      st[i] = decode_one(ptrs[it[kSource]] + it[kOffset], it[kNbytes], it, dst + it[kDst], row);
+      st[i] = decode_one(ptrs[it[kSource]] + it[kOffset], it[kNbytes], it, dst + it[kDst], scratch);
     }
   }
   return status;
+}
+
+
+// The same JPEG re-encoded losslessly (its DCT coefficients copied, not decoded to pixels) as a
+// sequential JPEG with a restart marker after every MCU and optimised Huffman tables: it decodes
+// to the same pixels, and decode_jpegs can cut any region out of it. Empty if it does not decode.
+at::Tensor jpeg_add_restarts_op(const at::Tensor& data) {
+  TORCH_CHECK(data.device().is_cpu() && data.scalar_type() == at::kByte && data.dim() == 1 && data.is_contiguous(),
+              "jpeg_add_restarts: data must be a contiguous 1-D uint8 CPU tensor");
+  jpeg_decompress_struct src;
+  jpeg_compress_struct dst;
+  ErrorManager src_err, dst_err;
+  src.err = jpeg_std_error(&src_err.pub);
+  src_err.pub.error_exit = on_error;
+  src_err.pub.emit_message = on_message;
+  src_err.pub.output_message = silent;
+  dst.err = jpeg_std_error(&dst_err.pub);
+  dst_err.pub.error_exit = on_error;
+  dst_err.pub.output_message = silent;
+  unsigned char* buffer = nullptr;
+  unsigned long size = 0;
+  jpeg_create_decompress(&src);
+  jpeg_create_compress(&dst);
+  if (setjmp(src_err.jump) || setjmp(dst_err.jump)) {
+    jpeg_destroy_compress(&dst);
+    jpeg_destroy_decompress(&src);
+    std::free(buffer);
+    return at::empty({0}, at::kByte);
+  }
+  jpeg_mem_src(&src, data.const_data_ptr<uint8_t>(), static_cast<unsigned long>(data.numel()));
+  jpeg_read_header(&src, TRUE);
+  jvirt_barray_ptr* coefficients = jpeg_read_coefficients(&src);
+  jpeg_copy_critical_parameters(&src, &dst);
+  dst.restart_interval = 1;
+  dst.optimize_coding = TRUE;
+  jpeg_mem_dest(&dst, &buffer, &size);
+  jpeg_write_coefficients(&dst, coefficients);
+  jpeg_finish_compress(&dst);
+  jpeg_finish_decompress(&src);
+  at::Tensor out = at::empty({static_cast<int64_t>(size)}, at::kByte);
+  std::memcpy(out.mutable_data_ptr<uint8_t>(), buffer, size);
+  jpeg_destroy_compress(&dst);
+  jpeg_destroy_decompress(&src);
+  std::free(buffer);
+  return out;
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(bridgedfast, m) {
   m.def("decode_jpegs(Tensor[] sources, Tensor items, Tensor(a!) out, int threads) -> Tensor");
+  m.def("jpeg_add_restarts(Tensor data) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(bridgedfast, CPU, m) { m.impl("decode_jpegs", &decode_jpegs_cpu_op); }
+TORCH_LIBRARY_IMPL(bridgedfast, CPU, m) {
+  m.impl("decode_jpegs", &decode_jpegs_cpu_op);
+  m.impl("jpeg_add_restarts", &jpeg_add_restarts_op);
+}
 
 }  // namespace bridgedfast
 
