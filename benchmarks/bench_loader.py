@@ -3,9 +3,13 @@ TrainAugment) vs torchvision ImageFolder + DataLoader with the same transforms (
 antialias + flip + ToDtype + Normalize) and the same number of workers, on the same images
 (the peer reads them as JPEG files; ours from a packed store, raw or JPEG). The images are
 photo-like (gradients, textures, edges, noise; JPEG quality 90), since decoding time depends on
-content. JPEG rows: on the CPU, full-size decoding (the default) and jpeg_decode='reduced', plus
-full-size decoding alone (no augmentation: the ceiling of any loader that decodes on the CPU);
-on CUDA, batched nvJPEG (the default there) and CPU decoding.
+content. JPEG rows on the CPU: the store `pack` writes by default (each JPEG re-encoded losslessly
+with a restart marker after every MCU, so that only the MCUs around each crop are decoded), a store
+keeping the original JPEG bytes (`pack --no-restart-markers`: only each crop's rows and columns are
+reconstructed, every row above it still entropy-decoded), jpeg_decode='reduced' (DCT scaling where
+the crop allows), and whole-image decoding alone (torchvision's libjpeg-turbo, no augmentation: what
+a loader that decodes every pixel cannot beat). On CUDA: batched nvJPEG (the default there) and CPU
+decoding.
 
   python benchmarks/bench_loader.py [--device cpu|cuda] [--images 512] [--batch 64] [--size 224] [--workers 2]
                                     [--sides 300 500] [--quick]
@@ -165,8 +169,8 @@ def augment_only_fn(store, batch: int, size: int, device: str):
 
 
 def decode_only_fn(store, workers: int):
-    """Every image of the store decoded at full size by libjpeg-turbo on `workers` threads, nothing
-    else: the ceiling of any loader that decodes the whole JPEG on the CPU."""
+    """Every image of the store decoded whole by libjpeg-turbo (torchvision's) on `workers` threads,
+    nothing else: the ceiling of any loader that decodes every pixel of each JPEG on the CPU."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bridgedfast.data.store import decode_jpeg
@@ -251,13 +255,14 @@ def main() -> None:
     if not folder.exists():
         make_jpeg_folder(folder, args.images, scale=0.25 if args.quick else 1.0, sides=tuple(args.sides))
     stores = {}
-    for encoding in ("raw", "jpeg"):
-        path = root / f"store-{encoding}"
-        stores[encoding] = pack(folder, path, encoding=encoding, progress=False) if not path.exists() else None
-        if stores[encoding] is None:
+    for key, encoding, markers in (("raw", "raw", False), ("jpeg", "jpeg", True), ("jpeg-plain", "jpeg", False)):
+        path = root / f"store-{key}"
+        if path.exists():
             from bridgedfast.data import ImageStore
 
-            stores[encoding] = ImageStore(path)
+            stores[key] = ImageStore(path)
+        else:
+            stores[key] = pack(folder, path, encoding=encoding, restart_markers=markers, progress=False)
 
     bpp = bits_per_pixel(folder)
     print(f"{len(stores['jpeg'])} photo-like JPEGs, quality 90, {bpp:.2f} bits per pixel")
@@ -271,8 +276,11 @@ def main() -> None:
                      ("jpeg-cpu", "jpeg", False, "full", "jpeg store, CPU decoding", "jpeg store, libjpeg-turbo on the CPU"),
                      ("raw-cache", "raw", True, "auto", "raw store, GPU cache", "raw store, GPU-resident cache")]
     else:
-        variants += [("jpeg", "jpeg", False, "auto", "jpeg store", "jpeg store, full-size decoding"),
-                     ("jpeg-reduced", "jpeg", False, "reduced", "jpeg store, reduced-size decoding",
+        variants += [("jpeg", "jpeg", False, "auto", "jpeg store (pack's default: restart markers)",
+                      "jpeg store with restart markers"),
+                     ("jpeg-plain", "jpeg-plain", False, "auto", "jpeg store (original bytes: pack --no-restart-markers)",
+                      "jpeg store, original bytes"),
+                     ("jpeg-reduced", "jpeg", False, "reduced", "jpeg store (restart markers), reduced-size decoding",
                       "jpeg store, jpeg_decode='reduced'")]
     for key, encoding, cache, mode, _, name in variants:
         runs[key] = ours_fn(stores[encoding], args.batch, args.size, args.workers, args.device, cache, mode)
@@ -280,8 +288,8 @@ def main() -> None:
     runs["bound"] = augment_only_fn(stores["raw"], args.batch, args.size, args.device)
     names["bound"] = "TrainAugment alone on in-memory batches (upper bound; CPU: output reused)"
     if not cuda:
-        runs["decode"] = decode_only_fn(stores["jpeg"], args.workers)
-        names["decode"] = f"full-size JPEG decoding alone, {args.workers} threads (ceiling of CPU decoding)"
+        runs["decode"] = decode_only_fn(stores["jpeg-plain"], args.workers)
+        names["decode"] = f"whole-image JPEG decoding alone, {args.workers} threads (original bytes)"
     speed = interleaved(runs, args.rounds)
     result = {key: Result(names[key], speed[key]) for key in runs}
     rows = []

@@ -28,6 +28,7 @@ def collect() -> dict:
         "extension_loaded": _ext.extension_loaded(),
         "extension_error": None if _ext.EXTENSION_ERROR is None else str(_ext.EXTENSION_ERROR),
         "cuda_kernels_compiled": _ext.cuda_kernels_compiled(),
+        "jpeg_decode_op": _ext.has_kernel("decode_jpegs", "cpu"),
         "gpus": gpus,
         "backends": {name: optional.probe(name) for name in ("xformers", "tensorrt", "onnxruntime")},
         "ops": _ext.registered_ops(),
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"torch            {facts['torch']} (CUDA {facts['torch_cuda'] or 'none: CPU-only build'})")
     print(f"torchvision      {facts['torchvision']}")
     if facts["extension_loaded"]:
-        print(f"extension        loaded; CUDA kernels compiled: {'yes' if facts['cuda_kernels_compiled'] else 'no'}")
+        print(f"extension        loaded; CUDA kernels compiled: {'yes' if facts['cuda_kernels_compiled'] else 'no'}; "
+              f"libjpeg-turbo decode op: {'yes' if facts['jpeg_decode_op'] else 'no (install libjpeg-turbo headers and rebuild)'}")
     else:
         print(f"extension        NOT loaded ({facts['extension_error']}); pure-PyTorch fallbacks in use")
     print(f"GPU              {', '.join(facts['gpus']) if facts['gpus'] else 'none visible'}")

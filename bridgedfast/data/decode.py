@@ -1,7 +1,11 @@
 """JPEG decoding for the loader: full or reduced size on the CPU, batched nvJPEG on CUDA.
 
-* Full size (CPU): libjpeg-turbo through torchvision's decode op (`store.decode_jpeg`), one C++
-  call per image that releases the GIL, so the loader's thread pool decodes in parallel.
+* Full size (CPU): the extension's decode op (`bridgedfast.ops.decode_jpegs`, libjpeg-turbo), one
+  GIL-free call per batch on the loader's threads; where the augment draws its crops first
+  (`PlannedCrop`), only each image's crop is decoded (exactly the pixels of a whole decode), and
+  in stores whose JPEGs carry a restart marker after every MCU (what `pack` and ImageStoreWriter
+  write) only the MCUs around the crop are entropy-decoded. Without the op: torchvision's decode
+  (`store.decode_jpeg`), one call per image on a thread pool.
 * Reduced size (CPU, `MixedLoader(jpeg_decode="reduced")`): when the crop drawn for an image is
   at least s times the output size in both directions (s = 2, 4 or 8), libjpeg's DCT scaling
   decodes the image at 1/s of its size (Pillow's `draft`, which also releases the GIL while it
@@ -12,7 +16,7 @@
   differ from full-size decoding + torchvision's resized_crop of the rounded box only by
   libjpeg's DCT-domain reduction (see `REDUCED_TOLERANCE`). The time saved is only the inverse
   DCT, upsampling and colour conversion: Huffman decoding, most of a photo's decode time, is the
-  same at every scale, and at 224 px from 300-500 px images no crop is large enough anyway.
+  same at every scale, and at 224 px from 300-500 px images few crops are large enough.
 * nvJPEG (CUDA, `jpeg_decode="nvjpeg"`, the default for a CUDA loader): the whole batch's JPEGs
   in one `torchvision.io.decode_jpeg(list, device="cuda")` call, written into the packed batch
   on the GPU.

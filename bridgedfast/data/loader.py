@@ -6,7 +6,9 @@ Per batch: the sampler picks (store, image) pairs, then
     straight from the page cache (zero copy);
   * otherwise (CUDA, or JPEG images): the gather op copies the bytes into one packed buffer
     (pinned for CUDA) with OpenMP threads and no GIL, JPEGs are decoded into the same buffer
-    by a thread pool (libjpeg-turbo, GIL-free; at reduced size with jpeg_decode="reduced"),
+    by the decode op (libjpeg-turbo, one GIL-free call per batch; with a TrainAugment-like
+    augment the crops are drawn first and only each JPEG's crop is decoded, see
+    `ops.decode_jpegs`; at reduced size too with jpeg_decode="reduced"),
     and the buffer goes to the GPU with a non-blocking copy on a side stream, where the
     augmentation runs; on CUDA, JPEGs are decoded by nvJPEG on the GPU instead, the whole
     batch in one call, straight into the packed batch there (`bridgedfast.data.decode`);
@@ -421,7 +423,8 @@ class MixedLoader(_StoreBytes):
       (when the augment supports `out=`); a buffer is reused only when no yielded batch that
       used it is referenced any more. False allocates every batch afresh.
     jpeg_decode: how JPEG images are decoded (see `bridgedfast.data.decode`): "full" = at full
-      size on the CPU; "reduced" = on the CPU at 1/2, 1/4 or 1/8 size wherever the drawn crop is
+      size on the CPU (only each image's drawn crop, when the augment draws its crops first as
+      TrainAugment does: the same pixels); "reduced" = on the CPU at 1/2, 1/4 or 1/8 size wherever the drawn crop is
       still at least the output size after it (needs a TrainAugment-like augment; pixels differ
       slightly from "full"); "nvjpeg" = batched on the GPU (device="cuda" only), falling back to
       the CPU for a batch nvJPEG cannot decode; "auto" = "nvjpeg" on CUDA, "full" on the CPU.
