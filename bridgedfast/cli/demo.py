@@ -64,7 +64,7 @@ def demo_config(quick: bool, device: str, classifier: str = "inputs/world/classi
             "options": {} if quick else {"stage1": {"warmup_epochs": 0.2}, "stage2": {"warmup_epochs": 0.2}},
             "lr": 0.01, "device": device,
         },
-        "report": {"samples_per_class": 4, "max_classes": 10},
+        "report": {"samples_per_class": 4, "max_classes": 10, **({"judge_steps": 20} if quick else {})},
     }
 
 
