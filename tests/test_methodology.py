@@ -36,7 +36,7 @@ def study(tmp_path_factory, tiny_sd):
         "style": {"enabled": [True, False], "steps": 1, "batch_size": 2, "resolution": 32, "device": "cpu"},
         "training": {"model": "test_resnet", "pretrained": "none", "modes": ["vanilla", "bridged++"], "seeds": [0],
                      "epochs": 1, "batch_size": 6, "image_size": 32, "lr": 0.05, "device": "cpu", "min_steps": 0},
-        "report": {"samples_per_class": 1, "max_classes": 3},
+        "report": {"samples_per_class": 1, "max_classes": 3, "judge_steps": 5},
     }
     inputs, real_invert = [], invert.invert_style
 
@@ -106,8 +106,12 @@ def test_report_compute_table_kid_and_faithfulness_equal_direct_computations(stu
         torch.manual_seed(derive_seed("init", 0))
         pretrained = create_model("test_resnet", 3, "none", 32)
     real = penultimate_features(pretrained, out / "data" / "real-train", image_size=32)
+    # Class faithfulness: the judge, trained on the real training images only (3 of 18 held out).
+    judge = json.loads((out / "judge" / "judge.json").read_text())
+    assert judge["train_images"] == 15 and judge["val_images"] == 3 and judge["steps"] == 5
     classifier = create_model("test_resnet", 3, "none", 32)
-    classifier.load_state_dict(load_file(str(out / "train" / "vanilla-all-seed0" / "model.safetensors")))
+    classifier.load_state_dict(load_file(str(out / "judge" / "model.safetensors")))
+    assert f"its own top-1 on the 3 held-out real images: {100 * judge['val_accuracy']:.2f} %" in report
     for name, step in (("synthetic", "kid"), ("synthetic-plain", "kid-plain"),
                        ("synthetic-2shot-split0", "kid-2shot-split0")):
         mean, std = kid(real, penultimate_features(pretrained, out / name, image_size=32), seed=0)
@@ -115,7 +119,8 @@ def test_report_compute_table_kid_and_faithfulness_equal_direct_computations(stu
         assert cached["mean"] == pytest.approx(mean, rel=1e-9, abs=1e-12)
         assert cached["std"] == pytest.approx(std, rel=1e-9)
         acc = class_faithfulness(classifier, out / name, ["ant", "bee", "cow"], image_size=32)
-        assert f"| {name} | " in report and f"{mean:.4g} ± {std:.2g} | 18 / 9 | {100 * acc:.2f} % of 9 |" in report
+        assert f"| {name} | " in report and (f"{mean:.4g} ± {std:.2g} | 18 / 9 | {100 * acc:.2f} % of 9 | "
+                                             f"{100 * judge['val_accuracy']:.2f} % of 3 |") in report
     assert "## The paper's claims vs measured here" in report and "DSI narrows the synthetic-real gap" in report
 
 

@@ -34,7 +34,7 @@ def experiment(inputs, out: str, **generation) -> dict:
         "style": {"enabled": False},
         "training": {"model": "test_resnet", "pretrained": "none", "modes": ["vanilla", "bridged"], "seeds": [0, 1],
                      "epochs": 1, "batch_size": 6, "image_size": 32, "lr": 0.05, "device": "cpu", "min_steps": 0},
-        "report": {"samples_per_class": 2, "max_classes": 3},
+        "report": {"samples_per_class": 2, "max_classes": 3, "judge_steps": 5},
     }
 
 

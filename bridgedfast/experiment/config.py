@@ -126,6 +126,9 @@ SECTIONS: dict[str, list[Option]] = {
         Option("measure_images", INT, 500, "images per store (and of the real training images), balanced across "
                "classes, for the synthetic-real gap (KID in the pretrained classifier's features) and class "
                "faithfulness; 0 = not measured", min=0),
+        Option("judge_steps", INT, 500, "optimiser steps (batch 32) of the class-faithfulness judge: the pretrained "
+               "classifier fine-tuned on the real training images only, a seeded fifth of each class held out to "
+               "measure the judge's own accuracy (reported beside the figure)", min=1),
     ],
 }
 
