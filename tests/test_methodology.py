@@ -162,6 +162,11 @@ def test_claims_that_do_not_hold_and_unmeasured_ones():
     assert text[2] == ("Bridged transfer++ gains most at few shots: does not hold here: the gain over vanilla is "
                        "+1.00 points at 1-shot and +5.00 points at all")
     assert "not measured here" in text[3] and len(text) == 4
+    # Losing less at few shots than with all images is no gain (the demo's world once read "holds" there).
+    losses = {("vanilla", 1, None): [0.40], ("vanilla", None, None): [0.90],
+              ("bridged++", 1, None): [0.399], ("bridged++", None, None): [0.85]}
+    assert claims(losses, {"stores": []})[2] == ("Bridged transfer++ gains most at few shots: does not hold here: the "
+                                                "gain over vanilla is -0.10 points at 1-shot and -5.00 points at all")
     worse = dict(GAP, stores=[dict(GAP["stores"][0], kid={"mean": 0.5, "std": 0.1}), GAP["stores"][2]])
     styled = {("vanilla", 1, None): [0.40], ("bridged++", 1, "styled"): [0.3], ("bridged++", 1, "plain"): [0.4]}
     text = claims(styled, worse)

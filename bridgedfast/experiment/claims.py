@@ -158,7 +158,8 @@ def _most_at_few_shots(top1: dict) -> str:
         return "not measured here (needs bridged++ and vanilla at two or more shots values)"
     gain = {k: _mean_std(pp[k])[0] - _mean_std(van[k])[0] for k in shots}
     few, many = shots[0], shots[-1]
-    return (f"{_holds(gain[few] > gain[many])}: the gain over vanilla is {100 * gain[few]:+.2f} points at "
+    # A gain must be a gain: a smaller loss at few shots than with all images is not one.
+    return (f"{_holds(gain[few] > 0 and gain[few] > gain[many])}: the gain over vanilla is {100 * gain[few]:+.2f} points at "
             f"{_shots(few)} and {100 * gain[many]:+.2f} points at {_shots(many)}")
 
 
