@@ -5,6 +5,9 @@ the compiled extension (or a device's kernel) is missing.
 """
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import torch
 
 
@@ -33,6 +36,31 @@ def gather_images_reference(sources: list[torch.Tensor], items: torch.Tensor, ou
     return out
 
 
+def decode_jpeg_scaled(data: torch.Tensor | bytes, scale: int) -> np.ndarray:
+    """JPEG bytes -> uint8 [ceil(H/scale), ceil(W/scale), 3] RGB, decoded at 1/scale by libjpeg's
+    DCT scaling (scale 1, 2, 4 or 8). Raises ValueError for data that is not a decodable JPEG."""
+    from PIL import Image
+
+    if scale not in (1, 2, 4, 8):
+        raise ValueError(f"scale must be 1, 2, 4 or 8, got {scale!r}")
+    raw = data.numpy().tobytes() if isinstance(data, torch.Tensor) else bytes(data)
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.format != "JPEG":
+                raise ValueError(f"not a JPEG (Pillow reads it as {img.format})")
+            width, height = img.size
+            if scale > 1:
+                # draft picks the largest libjpeg scale whose result is at least this size: 1/scale.
+                img.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+            want = (-(-width // scale), -(-height // scale))
+            if img.size != want:
+                raise ValueError(f"libjpeg scaled {width}x{height} to {img.size[0]}x{img.size[1]}, not to 1/{scale}")
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+            return np.asarray(rgb)
+    except (OSError, SyntaxError) as exc:  # what Pillow raises for a broken file
+        raise ValueError(f"the JPEG does not decode ({exc})") from None
+
+
 # decode_jpegs' item columns and statuses (csrc/torch/decode_jpegs_cpu.cpp).
 DECODE_COLUMNS = ("source", "offset", "nbytes", "dst", "height", "width", "scale", "top", "left", "region_h", "region_w")
 DECODE_OK, DECODE_UNDECODABLE, DECODE_WRONG_SIZE = 0, 1, 2
@@ -44,14 +72,16 @@ def decode_jpegs_reference(sources: list[torch.Tensor], items: torch.Tensor, out
     (height, width) checked, and the region [top:top+region_h, left:left+region_w] copied to
     out[dst:] as uint8 [region_h, region_w, 3]. Returns int32 [N] statuses (0 = decoded,
     1 = does not decode, 2 = decodes to another size); a failed item's bytes in out are untouched."""
-    from .data.decode import decode_jpeg_scaled
-    from .data.store import decode_jpeg
+    from torchvision.io import ImageReadMode, decode_jpeg
 
     status = torch.zeros(items.shape[0], dtype=torch.int32)
     for k, (s, start, n, dst, h, w, scale, top, left, rh, rw) in enumerate(items.tolist()):
         data = sources[s][start : start + n]
         try:
-            pixels = decode_jpeg(data) if scale == 1 else torch.from_numpy(decode_jpeg_scaled(data, scale).copy())
+            if scale == 1:
+                pixels = decode_jpeg(data.contiguous(), mode=ImageReadMode.RGB).permute(1, 2, 0)
+            else:
+                pixels = torch.from_numpy(decode_jpeg_scaled(data, scale).copy())
         except Exception:  # noqa: BLE001 - whatever the decoders raise for a broken file
             status[k] = DECODE_UNDECODABLE
             continue

@@ -23,12 +23,13 @@
 """
 from __future__ import annotations
 
-import io
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ..reference import decode_jpeg_scaled
 
 __all__ = [
     "JPEG_DECODE_MODES",
@@ -90,31 +91,6 @@ def snap_boxes(boxes: np.ndarray, scales: np.ndarray, heights: np.ndarray, width
     reduced = np.stack([top, left, bottom - top, right - left], 1)
     full = np.stack([top * s, left * s, np.minimum(bottom * s, h) - top * s, np.minimum(right * s, w) - left * s], 1)
     return full, reduced
-
-
-def decode_jpeg_scaled(data: torch.Tensor | bytes, scale: int) -> np.ndarray:
-    """JPEG bytes -> uint8 [ceil(H/scale), ceil(W/scale), 3] RGB, decoded at 1/scale by libjpeg's
-    DCT scaling (scale 1, 2, 4 or 8). Raises ValueError for data that is not a decodable JPEG."""
-    from PIL import Image
-
-    if scale not in (1, *SCALES):
-        raise ValueError(f"scale must be 1, 2, 4 or 8, got {scale!r}")
-    raw = data.numpy().tobytes() if isinstance(data, torch.Tensor) else bytes(data)
-    try:
-        with Image.open(io.BytesIO(raw)) as img:
-            if img.format != "JPEG":
-                raise ValueError(f"not a JPEG (Pillow reads it as {img.format})")
-            width, height = img.size
-            if scale > 1:
-                # draft picks the largest libjpeg scale whose result is at least this size: 1/scale.
-                img.draft("RGB", (max(1, width // scale), max(1, height // scale)))
-            want = (-(-width // scale), -(-height // scale))
-            if img.size != want:
-                raise ValueError(f"libjpeg scaled {width}x{height} to {img.size[0]}x{img.size[1]}, not to 1/{scale}")
-            rgb = img if img.mode == "RGB" else img.convert("RGB")
-            return np.asarray(rgb)
-    except (OSError, SyntaxError) as exc:  # what Pillow raises for a broken file
-        raise ValueError(f"the JPEG does not decode ({exc})") from None
 
 
 _NVJPEG_FAILED: list[str] = []

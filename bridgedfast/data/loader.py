@@ -99,6 +99,26 @@ class _StoreView:
             self.header_ok[i] = True
 
 
+def _decode_region(view: _StoreView, i: int, scale: int, size: tuple[int, int], region, out: torch.Tensor,
+                   dst: int) -> None:
+    """Image i of view decoded whole at 1/scale by torchvision (Pillow for scale > 1), checked to
+    be `size`, and its region (top, left, height, width) written to out[dst:] as [h, w, 3];
+    StoreCorruptError naming the image where it does not decode or has another size."""
+    try:
+        if scale == 1:
+            pixels = decode_jpeg(view.store.encoded(i))
+        else:  # a read-only numpy array (Pillow's)
+            pixels = torch.from_numpy(_decode.decode_jpeg_scaled(view.store.encoded(i), scale).copy())
+    except Exception as exc:
+        raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
+    if tuple(pixels.shape) != (*size, 3):
+        full = "" if scale == 1 else f" at 1/{scale} of its size"
+        raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: JPEG decodes{full} to "
+                                f"{tuple(pixels.shape)}, index says {(*size, 3)}")
+    top, left, h, w = (int(v) for v in region)
+    out[dst : dst + h * w * 3].view(h, w, 3).copy_(pixels[top : top + h, left : left + w])
+
+
 def _class_map(store: ImageStore, classes: list[str], role: str) -> np.ndarray:
     missing = [c for c in store.classes if c not in classes]
     if missing:
@@ -255,22 +275,7 @@ class _StoreBytes:
 
         def decode(k: int) -> None:
             view, i, p = jpegs[k]
-            s = int(scale[k])
-            try:
-                if s == 1:
-                    pixels = decode_jpeg(view.store.encoded(i))
-                else:  # a read-only numpy array (Pillow's)
-                    pixels = torch.from_numpy(_decode.decode_jpeg_scaled(view.store.encoded(i), s).copy())
-            except Exception as exc:
-                raise StoreCorruptError(f"{view.store.path}: image {i} is damaged: its JPEG does not decode ({exc})") from None
-            if tuple(pixels.shape) != (heights[p], widths[p], 3):
-                full = "" if s == 1 else f" at 1/{s} of its size"
-                raise StoreCorruptError(
-                    f"{view.store.path}: image {i} is damaged: JPEG decodes{full} to {tuple(pixels.shape)}, "
-                    f"index says {(int(heights[p]), int(widths[p]), 3)}"
-                )
-            top, left, h, w = (int(v) for v in regions[p])
-            out[dst[p] : dst[p] + h * w * 3].view(h, w, 3).copy_(pixels[top : top + h, left : left + w])
+            _decode_region(view, i, int(scale[k]), (int(heights[p]), int(widths[p])), regions[p], out, int(dst[p]))
 
         if not failed:
             return

@@ -105,11 +105,18 @@ def decode_jpeg(data: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.array(img.convert("RGB")))
 
 
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+def encode_jpeg(image: np.ndarray, quality: int, restart_markers: bool = False) -> bytes:
+    """Pillow's JPEG of image; with restart_markers, re-encoded losslessly with a restart marker
+    after every MCU (`ops.jpeg_add_restarts`, where the decode op is built): the loader then
+    decodes only the MCUs around each crop."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality)
+    if restart_markers:
+        from ..ops import jpeg_add_restarts
+
+        return jpeg_add_restarts(buf.getvalue()) or buf.getvalue()
     return buf.getvalue()
 
 
@@ -470,9 +477,7 @@ class ImageStoreWriter:
         self.classes = classes
         self.encoding = encoding
         self.quality = quality
-        # add() encodes JPEGs with a restart marker after every MCU (bridgedfast.ops.jpeg_add_restarts,
-        # lossless): the loader then decodes only the MCUs around each crop.
-        self.restart_markers = restart_markers
+        self.restart_markers = restart_markers  # for add()'s JPEGs: see encode_jpeg
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self.shard_bytes = shard_bytes
@@ -559,11 +564,7 @@ class ImageStoreWriter:
         pixels = _as_hwc_uint8(image, "image")
         h, w = pixels.shape[:2]
         if self.encoding == "jpeg":
-            data = encode_jpeg(pixels, self.quality)
-            if self.restart_markers:
-                from ..ops import jpeg_add_restarts
-
-                data = jpeg_add_restarts(data) or data
+            data = encode_jpeg(pixels, self.quality, self.restart_markers)
             return self.add_encoded(data, h, w, label, meta, encoding="jpeg")
         return self.add_encoded(pixels, h, w, label, meta, encoding="raw")
 
