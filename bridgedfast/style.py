@@ -61,5 +61,8 @@ def load_style(pipe: Any, path: str | Path, token: str | None = None) -> str:
         if torch.equal(row.detach().cpu().float(), embedding.to(row.dtype).float()):
             return token
         raise ValueError(f"token {token!r} is already in the pipeline's vocabulary with another embedding")
-    pipe.load_textual_inversion(str(path), token=token)
+    from .sd import quiet_loading
+
+    with quiet_loading(enabled=False):  # transformers' note on how it sizes the new embedding row
+        pipe.load_textual_inversion(str(path), token=token)
     return token

@@ -97,6 +97,7 @@ CASES = [
     ("train-out-is-a-store", with_flags(TRAIN, out="{store}"), "--out '{store}' is an image store"),
     ("demo-out-is-a-store", ["demo", "--out", "{store}", "--quick", "--no-progress"], "--out '{store}' is an image store"),
     ("demo-out-in-a-store", ["demo", "--out", "{store}/demo", "--quick", "--no-progress"], "image store"),
+    ("demo-zero-threads", ["demo", "--out", "{tmp}/demo", "--quick", "--threads", "0"], "--threads must be at least 1"),
     ("filter-out-under-a-file", ["filter", "{store}", "--out", "{blocker}/kept"], "is a file, not a folder"),
     ("bench-results-under-a-file", ["bench", "--results-dir", "{blocker}/results", "--only", "augment"],
      "--results-dir '{blocker}/results' cannot be created"),

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo-out", help="output folder")
     p.add_argument("--quick", action="store_true", help="an even smaller run (a smoke test: used by the tests)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default on the CPU: 1; the world's 32x32 models at batch 8 train faster on one "
+                        "thread than on two: 16 s vs 23 s for three runs on a 2-core machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -99,9 +102,16 @@ def run(args: argparse.Namespace) -> int:
     from ..testing import digits_dataset
 
     try:  # before anything is written
-        resolve_device(args.device)
+        device = resolve_device(args.device)
     except ValueError as exc:
         raise CLIError(f"--device {args.device!r}: {exc}") from None
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be at least 1, got {args.threads}")
+    threads = args.threads or (1 if device.type == "cpu" else None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     out = check_output(args.out, "--out", folder=True).resolve()
     (out / "inputs" / "world").mkdir(parents=True, exist_ok=True)
     print(f"demo: preparing inputs in {out / 'inputs'} (handwritten digits, the world's generator and classifier)")
