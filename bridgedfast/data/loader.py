@@ -259,18 +259,16 @@ class _StoreBytes:
         The decode op does the batch in one call; an image it cannot decode (damaged, or a
         colour space libjpeg does not convert) goes through torchvision/Pillow, which either
         decode it or name it."""
-        from ..ops import decode_jpegs
-
         pos = np.array([p for _, _, p in jpegs], dtype=np.int64)
         scale = np.ones(len(pos), np.int64) if scales is None else np.asarray(scales, np.int64)[pos]
         failed = list(range(len(jpegs)))
         if self._decode_op:
-            rows = np.empty((len(jpegs), 11), dtype=np.int64)
+            rows = np.empty((len(jpegs), len(_ops.DECODE_COLUMNS)), dtype=np.int64)
             for k, (view, i, p) in enumerate(jpegs):
                 rows[k, :3] = view.source[i], view.offset[i], view.nbytes[i]
             rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6] = dst[pos], heights[pos], widths[pos], scale
             rows[:, 7:] = regions[pos]
-            status = decode_jpegs(self._sources, torch.from_numpy(rows), out, threads=self.workers)
+            status = _ops.decode_jpegs(self._sources, torch.from_numpy(rows), out, threads=self.workers)
             failed = np.flatnonzero(status.numpy()).tolist()
 
         def decode(k: int) -> None:
@@ -290,23 +288,23 @@ class _StoreBytes:
         for _ in self._pool.map(lambda chunk: [decode(k) for k in chunk], chunks):
             pass
 
-    def _has_jpeg(self, is_syn: np.ndarray, index: np.ndarray) -> bool:
-        return any(mask.any() and self._views[which].is_jpeg[index[mask]].any()
-                   for which, mask in ((0, ~is_syn), (1, is_syn)))
+    def _jpeg_mask(self, is_syn: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Which of the batch's images are JPEGs."""
+        jpeg = np.zeros(len(index), dtype=bool)
+        for which, mask in ((0, ~is_syn), (1, is_syn)):
+            if mask.any():
+                jpeg[mask] = self._views[which].is_jpeg[index[mask]]
+        return jpeg
 
-    def _gather_planned(self, is_syn, index, heights, widths, generator):
+    def _gather_planned(self, is_syn, index, heights, widths, generator, jpeg):
         """Draws the batch's crops before decoding, then decodes only each JPEG's crop (and, with
         jpeg_decode="reduced", at the smallest libjpeg scale that keeps the crop at least the
         output size) into a packed buffer of just those crops; raw images are packed whole.
         Returns (packed, copy event, (boxes within the packed slots, flip)): the augmentation of
         the packed crops with these boxes is the augmentation of the whole images with the drawn
-        boxes (rounded onto the reduced grid where a JPEG is reduced)."""
+        boxes (rounded onto the reduced grid where a JPEG is reduced). jpeg: which images are JPEGs."""
         boxes, flip = self._planned.draw(heights, widths, generator)
         out_h, out_w = self._planned.output_size
-        jpeg = np.zeros(len(index), dtype=bool)
-        for which, mask in ((0, ~is_syn), (1, is_syn)):
-            if mask.any():
-                jpeg[mask] = self._views[which].is_jpeg[index[mask]]
         scales = np.ones(len(index), dtype=np.int64)
         if self.jpeg_decode == "reduced":
             scales[jpeg] = _decode.dct_scales(boxes[jpeg, 2], boxes[jpeg, 3], out_h, out_w)
@@ -571,8 +569,9 @@ class MixedLoader(_StoreBytes):
             packed = self._zero_copy(is_syn, index, heights, widths)
             if packed is None and self.jpeg_decode == "nvjpeg":
                 packed = self._gather_nvjpeg(is_syn, index, heights, widths)
-            if packed is None and self._planned is not None and self._has_jpeg(is_syn, index):
-                packed, event, crop = self._gather_planned(is_syn, index, heights, widths, generator)
+            jpeg = self._jpeg_mask(is_syn, index) if packed is None and self._planned is not None else None
+            if jpeg is not None and jpeg.any():
+                packed, event, crop = self._gather_planned(is_syn, index, heights, widths, generator, jpeg)
             if packed is None:
                 dst, total = _offsets(heights * widths * 3)
                 packed, event = self._gather_host(is_syn, index, dst, total, heights, widths)

@@ -121,6 +121,7 @@ class Measurements:
         self._real: torch.Tensor | None = None
         self._pretrained: Any = None
         self._judge: tuple[str, dict] | None = None
+        self._judge_model: tuple[Any, list[str], int | None] | None = None
 
     def device(self) -> torch.device:
         from ..devices import resolve_device
@@ -209,15 +210,17 @@ class Measurements:
         return self._judge
 
     def judge_model(self) -> tuple[Any, list[str], int | None]:
-        """(model, class names, image size) of the trained judge."""
-        from safetensors.torch import load_file
+        """(model, class names, image size) of the trained judge, loaded once for every store."""
+        if self._judge_model is None:
+            from safetensors.torch import load_file
 
-        from ..transfer.models import create_model
+            from ..transfer.models import create_model
 
-        record = self.judge()[1]
-        model = create_model(record["model"], len(record["classes"]), "none", record["image_size"])
-        model.load_state_dict(load_file(str(self.runner.out / "judge" / "model.safetensors")))
-        return model, record["classes"], record["image_size"]
+            record = self.judge()[1]
+            model = create_model(record["model"], len(record["classes"]), "none", record["image_size"])
+            model.load_state_dict(load_file(str(self.runner.out / "judge" / "model.safetensors")))
+            self._judge_model = (model, record["classes"], record["image_size"])
+        return self._judge_model
 
     def faithfulness(self, store: Any) -> dict:
         from ..data import ImageStore

@@ -53,29 +53,37 @@ constexpr int kMargin = 2;  // one chroma sample of 2x subsampling: the upsample
 
 struct ErrorManager {
   jpeg_error_mgr pub;
-  jmp_buf jump;
+  jmp_buf* jump;  // where libjpeg's errors go: one buffer may serve several managers
 };
 
-void on_error(j_common_ptr cinfo) { longjmp(reinterpret_cast<ErrorManager*>(cinfo->err)->jump, 1); }
+void on_error(j_common_ptr cinfo) { longjmp(*reinterpret_cast<ErrorManager*>(cinfo->err)->jump, 1); }
 
 // Warnings (corrupt data that libjpeg patched over) fail the item too: the Python fallback then
 // decides as torchvision would. Nothing is printed.
 void on_message(j_common_ptr cinfo, int level) {
-  if (level < 0) longjmp(reinterpret_cast<ErrorManager*>(cinfo->err)->jump, 1);
+  if (level < 0) longjmp(*reinterpret_cast<ErrorManager*>(cinfo->err)->jump, 1);
 }
 
 void silent(j_common_ptr) {}
+
+// An error manager whose errors (and, with warnings_fail, warnings) longjmp to *jump, printing nothing.
+jpeg_error_mgr* quiet_errors(ErrorManager* err, jmp_buf* jump, bool warnings_fail) {
+  jpeg_std_error(&err->pub);
+  err->pub.error_exit = on_error;
+  if (warnings_fail) err->pub.emit_message = on_message;
+  err->pub.output_message = silent;
+  err->jump = jump;
+  return &err->pub;
+}
 
 // Decodes one item; all state lives in this frame, so longjmp out of libjpeg leaks nothing but
 // the row buffer, which is owned by the caller.
 int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, std::vector<uint8_t>& row) {
   jpeg_decompress_struct cinfo;
   ErrorManager err;
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = on_error;
-  err.pub.emit_message = on_message;
-  err.pub.output_message = silent;
-  if (setjmp(err.jump)) {
+  jmp_buf jump;
+  cinfo.err = quiet_errors(&err, &jump, true);
+  if (setjmp(jump)) {
     jpeg_destroy_decompress(&cinfo);
     return kUndecodable;
   }
@@ -330,18 +338,14 @@ at::Tensor jpeg_add_restarts_op(const at::Tensor& data) {
   jpeg_decompress_struct src;
   jpeg_compress_struct dst;
   ErrorManager src_err, dst_err;
-  src.err = jpeg_std_error(&src_err.pub);
-  src_err.pub.error_exit = on_error;
-  src_err.pub.emit_message = on_message;
-  src_err.pub.output_message = silent;
-  dst.err = jpeg_std_error(&dst_err.pub);
-  dst_err.pub.error_exit = on_error;
-  dst_err.pub.output_message = silent;
+  jmp_buf jump;  // one landing place for both: setjmp may not sit inside a || expression
+  src.err = quiet_errors(&src_err, &jump, true);
+  dst.err = quiet_errors(&dst_err, &jump, false);
   unsigned char* buffer = nullptr;
   unsigned long size = 0;
   jpeg_create_decompress(&src);
   jpeg_create_compress(&dst);
-  if (setjmp(src_err.jump) || setjmp(dst_err.jump)) {
+  if (setjmp(jump)) {
     jpeg_destroy_compress(&dst);
     jpeg_destroy_decompress(&src);
     std::free(buffer);
