@@ -224,6 +224,59 @@ def test_regions_cut_from_restart_marked_jpegs_equal_a_whole_decode(subsampling)
 
 
 @needs_op
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+def test_the_ops_huffman_decoder_gives_libjpegs_pixels(subsampling):
+    """Restart-marked JPEGs: MCUs Huffman-decoded by the op's own decoder (jpeg_entropy.h) and by
+    libjpeg's give the same bytes, which are those of a whole decode sliced, at every scale (scales
+    whose crops do not fall on MCU edges decode the whole file, skipping rows above the region:
+    MCUs libjpeg discards)."""
+    rng = np.random.default_rng(60 + subsampling)
+    images = [photo_like(int(rng.integers(17, 260)), int(rng.integers(17, 260)), rng) for _ in range(24)]
+    images.append(photo_like(45, 61, rng)[..., 0])
+    images.append(np.full((40, 56, 3), 128, np.uint8))  # flat: end-of-block right after DC
+    jpegs = [restarted(encode(im, subsampling=subsampling, quality=int(rng.choice([50, 90, 100]))))
+             for im in images]
+    for scales in ((1,), (1, 2, 4, 8)):
+        source, items, _ = batch(jpegs, rng, scales=scales)
+        items[0, 7:] = torch.tensor([0, 0, items[0, 4], items[0, 5]])
+        sizes = items[:, 9] * items[:, 10] * 3
+        items[:, 3] = torch.cumsum(sizes, 0) - sizes  # the slots laid out anew for the whole image
+        ours, theirs, ref = (torch.zeros(int(sizes.sum()), dtype=torch.uint8) for _ in range(3))
+        assert ops.decode_jpegs([source], items, ours, threads=2, own_entropy=True).eq(0).all()
+        assert ops.decode_jpegs([source], items, theirs, threads=2, own_entropy=False).eq(0).all()
+        assert decode_jpegs_reference([source], items, ref).eq(0).all()
+        assert torch.equal(ours, theirs) and torch.equal(ours, ref)
+
+
+@needs_op
+def test_damaged_restart_marked_jpegs_fail_cleanly_or_decode_as_libjpeg_does():
+    """Random damage (flipped bits, 0xFF bytes put in, bytes dropped) in restart-marked JPEGs: the
+    op never crashes, every status is 0, 1 or 2, and where both decoders decode, they agree."""
+    rng = np.random.default_rng(70)
+    clean = [restarted(encode(photo_like(int(rng.integers(30, 90)), int(rng.integers(30, 90)), rng),
+                              subsampling=int(rng.integers(0, 3)))) for _ in range(6)]
+    for trial in range(300):
+        data = bytearray(clean[trial % len(clean)])
+        h, w = Image.open(io.BytesIO(bytes(data))).size[::-1]
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(len(data) // 3, len(data) - 2))  # in the entropy-coded data, mostly
+            kind = int(rng.integers(0, 3))
+            if kind == 0:
+                data[at] ^= 1 << int(rng.integers(0, 8))
+            elif kind == 1:
+                data.insert(at, 0xFF)
+            else:
+                del data[at]
+        source, items, size = batch([bytes(data)], rng, size=(h, w))
+        ours, theirs = torch.zeros(size, dtype=torch.uint8), torch.zeros(size, dtype=torch.uint8)
+        a = int(ops.decode_jpegs([source], items, ours, own_entropy=True)[0])
+        b = int(ops.decode_jpegs([source], items, theirs, own_entropy=False)[0])
+        assert a in (0, 1, 2) and b in (0, 1, 2)
+        if a == b == 0:
+            assert torch.equal(ours, theirs), trial
+
+
+@needs_op
 def test_a_restart_marked_jpeg_with_wrong_markers_is_decoded_as_it_is():
     rng = np.random.default_rng(40)
     data = bytearray(restarted(encode(photo_like(96, 96, rng))))

@@ -23,9 +23,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include <jpeglib.h>
+
+#include "jpeg_entropy.h"
 
 namespace bridgedfast {
 namespace {
@@ -77,8 +80,10 @@ jpeg_error_mgr* quiet_errors(ErrorManager* err, jmp_buf* jump, bool warnings_fai
 }
 
 // Decodes one item; all state lives in this frame, so longjmp out of libjpeg leaks nothing but
-// the row buffer, which is owned by the caller.
-int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, std::vector<uint8_t>& row) {
+// the row buffer (and mcus), which the caller owns. mcus: where the MCUs come from when not from
+// data's own entropy-coded bytes (jpeg_entropy.h); data then may hold the JPEG's header alone.
+int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, std::vector<uint8_t>& row,
+                      jpeg_entropy::Source* mcus = nullptr) {
   jpeg_decompress_struct cinfo;
   ErrorManager err;
   jmp_buf jump;
@@ -100,7 +105,11 @@ int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, ui
     return kWrongSize;
   }
   jpeg_start_decompress(&cinfo);
-  const int64_t height = it[kHeight], width = it[kWidth];
+  if (mcus != nullptr && !jpeg_entropy::install(&cinfo, mcus)) {
+    jpeg_destroy_decompress(&cinfo);
+    return kUndecodable;
+  }
+  const int64_t width = it[kWidth];
   const int64_t top = it[kTop], left = it[kLeft], rh = it[kRegionH], rw = it[kRegionW];
   JDIMENSION x0 = static_cast<JDIMENSION>(std::max<int64_t>(0, left - kMargin));
   JDIMENSION cw = static_cast<JDIMENSION>(std::min<int64_t>(width, left + rw + kMargin) - x0);
@@ -134,6 +143,7 @@ int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, ui
 struct Layout {
   int64_t height = 0, width = 0;   // the frame's size in pixels
   int64_t mcu_h = 0, mcu_w = 0;    // an MCU's size in pixels
+  int64_t hmax = 1;                // the largest horizontal sampling factor
   int64_t mcus_y = 0, mcus_x = 0;  // MCUs per column and per row
   size_t sof = 0;                  // offset of the SOF marker (0xFF, 0xC0/0xC1)
   size_t scan = 0;                 // first byte of the entropy-coded data
@@ -175,6 +185,7 @@ bool parse_layout(const uint8_t* d, size_t n, Layout* L) {
     } else if (m == 0xDA) {
       if (!have_sof || restart != 1 || len < 3 || seg[0] != components) return false;
       if (hmax < 1 || vmax < 1 || hmax > 4 || vmax > 4) return false;
+      L->hmax = hmax;
       L->mcu_h = components == 1 ? 8 : 8 * vmax;  // a one-component scan's MCU is one block
       L->mcu_w = components == 1 ? 8 : 8 * hmax;
       L->mcus_y = (L->height + L->mcu_h - 1) / L->mcu_h;
@@ -189,13 +200,10 @@ bool parse_layout(const uint8_t* d, size_t n, Layout* L) {
   return false;
 }
 
-// Cuts MCU rows [r0, r1) x columns [c0, c1) out of the JPEG into `out` as a JPEG of its own.
-// False if the markers are not where a one-MCU restart interval puts them (then the caller
-// decodes the file as it is, and libjpeg judges it).
-bool cut(const uint8_t* d, size_t n, const Layout& L, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-         std::vector<uint8_t>* out, std::vector<size_t>* starts) {
-  // starts[k] = first byte of MCU k, for k up to the last one needed (plus where it ends).
-  const int64_t last = (r1 - 1) * L.mcus_x + c1 - 1;
+// starts[k] = first byte of MCU k of the entropy-coded data, for k <= last, and where MCU last
+// ends (+2, its restart marker or the EOI after it). False if the markers are not where a one-MCU
+// restart interval puts them (then the caller decodes the file as it is, and libjpeg judges it).
+bool find_starts(const uint8_t* d, size_t n, const Layout& L, int64_t last, std::vector<size_t>* starts) {
   starts->clear();
   starts->push_back(L.scan);
   size_t i = L.scan;
@@ -215,7 +223,14 @@ bool cut(const uint8_t* d, size_t n, const Layout& L, int64_t r0, int64_t r1, in
     starts->push_back(i + 2);
     i += 2;
   }
-  if (static_cast<int64_t>(starts->size()) <= last + 1) return false;
+  return static_cast<int64_t>(starts->size()) > last + 1;
+}
+
+// The JPEG of MCU rows [r0, r1) x columns [c0, c1): the file's header with the band's size in its
+// SOF, then (with_data) those MCUs' bytes renumbered between restart markers, then EOI. Without the
+// data, libjpeg decodes it with jpeg_entropy's decoder reading the MCUs from the file itself.
+void cut(const uint8_t* d, const Layout& L, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+         const std::vector<size_t>& starts, bool with_data, std::vector<uint8_t>* out) {
   const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
   const int64_t w = c1 == L.mcus_x ? L.width - c0 * L.mcu_w : (c1 - c0) * L.mcu_w;
   out->assign(d, d + L.scan);                                  // SOI .. SOS, then the new size in SOF
@@ -224,27 +239,30 @@ bool cut(const uint8_t* d, size_t n, const Layout& L, int64_t r0, int64_t r1, in
   (*out)[L.sof + 7] = static_cast<uint8_t>(w >> 8);
   (*out)[L.sof + 8] = static_cast<uint8_t>(w & 255);
   int64_t j = 0;
-  for (int64_t r = r0; r < r1; ++r) {
+  for (int64_t r = r0; with_data && r < r1; ++r) {
     for (int64_t c = c0; c < c1; ++c, ++j) {
       const int64_t k = r * L.mcus_x + c;
       if (j > 0) {
         out->push_back(0xFF);
         out->push_back(static_cast<uint8_t>(0xD0 + ((j - 1) & 7)));
       }
-      out->insert(out->end(), d + (*starts)[k], d + (*starts)[k + 1] - 2);  // without its marker
+      out->insert(out->end(), d + starts[k], d + starts[k + 1] - 2);  // without its marker
     }
   }
   out->push_back(0xFF);
   out->push_back(0xD9);
-  return true;
 }
 
 struct Scratch {
   std::vector<uint8_t> row, cut;
   std::vector<size_t> starts;
+  std::unique_ptr<jpeg_entropy::Source> mcus{new jpeg_entropy::Source};
 };
 
-int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, Scratch& s) {
+// own_entropy: the MCUs of restart-marked JPEGs are Huffman-decoded by jpeg_entropy.h, not by
+// libjpeg (whose decoder is several times slower on such files); false keeps libjpeg's.
+int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, Scratch& s,
+                   bool own_entropy) {
   Layout L;
   const int64_t scale = it[kScale];
   if (parse_layout(data, static_cast<size_t>(nbytes), &L) && (L.height + scale - 1) / scale == it[kHeight] &&
@@ -254,11 +272,20 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
     const int64_t y1 = std::min<int64_t>(L.height, (it[kTop] + it[kRegionH] + kMargin) * scale);
     const int64_t x0 = std::max<int64_t>(0, (it[kLeft] - kMargin) * scale);
     const int64_t x1 = std::min<int64_t>(L.width, (it[kLeft] + it[kRegionW] + kMargin) * scale);
-    const int64_t r0 = y0 / L.mcu_h, r1 = (y1 + L.mcu_h - 1) / L.mcu_h;
-    const int64_t c0 = x0 / L.mcu_w, c1 = (x1 + L.mcu_w - 1) / L.mcu_w;
+    int64_t r0 = y0 / L.mcu_h, r1 = (y1 + L.mcu_h - 1) / L.mcu_h;
+    int64_t c0 = x0 / L.mcu_w, c1 = (x1 + L.mcu_w - 1) / L.mcu_w;
+    // libjpeg upsamples chroma "fancily" (from both neighbours) only in rows of more than two
+    // samples: a band that narrow (a partial last MCU) is widened, so that it upsamples as the
+    // whole image does.
+    while ((c1 == L.mcus_x ? L.width : c1 * L.mcu_w) - c0 * L.mcu_w < 3 * L.hmax * scale && (c0 > 0 || c1 < L.mcus_x)) {
+      if (c0 > 0) --c0; else ++c1;
+    }
     const bool whole = r0 == 0 && c0 == 0 && r1 == L.mcus_y && c1 == L.mcus_x;
-    if (!whole && (r0 * L.mcu_h) % scale == 0 && (c0 * L.mcu_w) % scale == 0 &&
-        cut(data, static_cast<size_t>(nbytes), L, r0, r1, c0, c1, &s.cut, &s.starts)) {
+    const bool aligned = (r0 * L.mcu_h) % scale == 0 && (c0 * L.mcu_w) % scale == 0;
+    if (!aligned && own_entropy) r0 = c0 = 0, r1 = L.mcus_y, c1 = L.mcus_x;  // the whole file, still fast
+    if ((aligned || own_entropy) && (!whole || own_entropy) &&
+        find_starts(data, static_cast<size_t>(nbytes), L, (r1 - 1) * L.mcus_x + c1 - 1, &s.starts)) {
+      const bool band = r0 != 0 || c0 != 0 || r1 != L.mcus_y || c1 != L.mcus_x;
       const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
       const int64_t w = c1 == L.mcus_x ? L.width - c0 * L.mcu_w : (c1 - c0) * L.mcu_w;
       int64_t item[kColumns];
@@ -267,15 +294,29 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
       item[kWidth] = (w + scale - 1) / scale;
       item[kTop] = it[kTop] - r0 * L.mcu_h / scale;
       item[kLeft] = it[kLeft] - c0 * L.mcu_w / scale;
-      if (decode_region(s.cut.data(), static_cast<int64_t>(s.cut.size()), item, out, s.row) == kOk) return kOk;
-      // A cut that does not decode: decode the file itself (libjpeg then names what is wrong).
+      const uint8_t* jpeg = data;
+      int64_t jpeg_bytes = nbytes;
+      if (band) {
+        cut(data, L, r0, r1, c0, c1, s.starts, !own_entropy, &s.cut);
+        jpeg = s.cut.data();
+        jpeg_bytes = static_cast<int64_t>(s.cut.size());
+      }
+      jpeg_entropy::Source* mcus = nullptr;
+      if (own_entropy) {
+        mcus = s.mcus.get();
+        mcus->data = data;
+        mcus->starts = &s.starts;
+        mcus->r0 = r0, mcus->c0 = c0, mcus->rows = r1 - r0, mcus->cols = c1 - c0, mcus->mcus_x = L.mcus_x;
+      }
+      if (decode_region(jpeg, jpeg_bytes, item, out, s.row, mcus) == kOk) return kOk;
+      // Not decoded this way: decode the file itself with libjpeg, which then names what is wrong.
     }
   }
   return decode_region(data, nbytes, it, out, s.row);
 }
 
 at::Tensor decode_jpegs_cpu_op(at::TensorList sources, const at::Tensor& items, const at::Tensor& out,
-                               int64_t threads) {
+                               int64_t threads, bool own_entropy) {
   TORCH_CHECK(items.device().is_cpu() && items.scalar_type() == at::kLong && items.dim() == 2 &&
                   items.size(1) == kColumns,
               "decode_jpegs: items must be a CPU int64 [N, ", static_cast<int64_t>(kColumns), "] tensor, got ",
@@ -322,7 +363,7 @@ at::Tensor decode_jpegs_cpu_op(at::TensorList sources, const at::Tensor& items, 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) {
       const int64_t* it = rows + i * kColumns;
-      st[i] = decode_one(ptrs[it[kSource]] + it[kOffset], it[kNbytes], it, dst + it[kDst], scratch);
+      st[i] = decode_one(ptrs[it[kSource]] + it[kOffset], it[kNbytes], it, dst + it[kDst], scratch, own_entropy);
     }
   }
   return status;
@@ -372,7 +413,7 @@ at::Tensor jpeg_add_restarts_op(const at::Tensor& data) {
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(bridgedfast, m) {
-  m.def("decode_jpegs(Tensor[] sources, Tensor items, Tensor(a!) out, int threads) -> Tensor");
+  m.def("decode_jpegs(Tensor[] sources, Tensor items, Tensor(a!) out, int threads, bool own_entropy=True) -> Tensor");
   m.def("jpeg_add_restarts(Tensor data) -> Tensor");
 }
 
