@@ -186,6 +186,35 @@ def decode_only_fn(store, workers: int):
     return run, len(store)
 
 
+def crop_decode_fn(store, batch: int, size: int, workers: int, own_entropy: bool):
+    """The decode op alone on the restart-marked store: each image's TrainAugment crop (one seeded
+    draw), batch by batch on `workers` threads, its MCUs Huffman-decoded by the op's own decoder or
+    (own_entropy=False) by libjpeg-turbo's. Same items and pixels either way."""
+    from bridgedfast import ops
+    from bridgedfast.augment import TrainAugment
+    from torchvision.io import decode_jpeg
+
+    data = [store.encoded(i) for i in range(len(store))]
+    source = torch.cat(data)
+    sizes = torch.tensor([list(decode_jpeg(d).shape[1:]) for d in data])
+    boxes, _ = TrainAugment(size).draw(sizes[:, 0], sizes[:, 1], torch.Generator().manual_seed(0))
+    starts = torch.cumsum(torch.tensor([d.numel() for d in data]), 0) - torch.tensor([d.numel() for d in data])
+    batches = []
+    for b in range(0, len(data) - batch + 1, batch):
+        sl = slice(b, b + batch)
+        region = boxes[sl, 2] * boxes[sl, 3] * 3
+        items = torch.stack([torch.zeros(batch, dtype=torch.int64), starts[sl], torch.tensor([d.numel() for d in data[sl]]),
+                             torch.cumsum(region, 0) - region, sizes[sl, 0], sizes[sl, 1], torch.ones(batch, dtype=torch.int64),
+                             boxes[sl, 0], boxes[sl, 1], boxes[sl, 2], boxes[sl, 3]], 1)
+        batches.append((items, torch.empty(int(region.sum()), dtype=torch.uint8)))
+
+    def run():
+        for items, out in batches:
+            ops.decode_jpegs([source], items, out, threads=workers, own_entropy=own_entropy)
+
+    return run, len(batches) * batch
+
+
 def interleaved(runs: dict, rounds: int) -> dict[str, float]:
     """Images/s of each (run, items) pair: median over `rounds` full epochs, the candidates
     taking turns so that load from other processes on a shared machine hits them alike."""
@@ -225,6 +254,12 @@ def test_loader_ours(benchmark):
 def test_loader_imagefolder(benchmark):
     case = _small_case()
     benchmark(peer_fn(case["folder"], 32, 224, 0, "cpu")[0])
+
+
+def ops_compiled() -> bool:
+    from bridgedfast import ops
+
+    return ops.decode_jpegs_compiled()
 
 
 def main() -> None:
@@ -290,6 +325,11 @@ def main() -> None:
     if not cuda:
         runs["decode"] = decode_only_fn(stores["jpeg-plain"], args.workers)
         names["decode"] = f"whole-image JPEG decoding alone, {args.workers} threads (original bytes)"
+        if ops_compiled():
+            for own in (True, False):
+                runs[f"crops-{own}"] = crop_decode_fn(stores["jpeg"], args.batch, args.size, args.workers, own)
+            names["crops-True"] = "decode op, crops' MCUs, its own Huffman decoder"
+            names["crops-False"] = "decode op, crops' MCUs, libjpeg-turbo's Huffman decoder"
     speed = interleaved(runs, args.rounds)
     result = {key: Result(names[key], speed[key]) for key in runs}
     rows = []
@@ -301,6 +341,9 @@ def main() -> None:
     if not cuda:
         rows += compare(f"JPEG decoding alone ({bpp:.1f} bits/pixel) vs the whole peer loader", result["decode"],
                         [result["peer"]], args.device)
+        if "crops-True" in result:
+            rows += compare("crop decoding alone, restart-marked store: Huffman decoders", result["crops-True"],
+                            [result["crops-False"]], args.device)
     print("saved", save("loader", rows, args.device))
 
 
