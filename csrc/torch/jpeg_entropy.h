@@ -111,49 +111,24 @@ inline bool build(const JHUFF_TBL* h, bool dc, Table* t) {
   return true;
 }
 
-// Reads the bits of one MCU's bytes [p, end) (0xFF 0x00 is a stuffed 0xFF), left-aligned in acc.
-// Past the end it feeds zeros and counts them: an MCU that uses them is damaged.
-struct Bits {
-  const uint8_t* p;
-  const uint8_t* end;
-  uint64_t acc = 0;
-  int n = 0;     // bits in acc
-  int past = 0;  // of which fed after the end
-  bool bad = false;
+// Reads the bits of one MCU, left-aligned in acc, from its bytes with the stuffing (the 0x00 after
+// each 0xFF) taken out and kPadding zero bytes after them (unstuff()): refilling then needs no
+// branch, and reading past the end reads zeros, which `overrun` detects afterwards.
+constexpr size_t kPadding = 8 + 64 * 4;  // a refill's 8 bytes after the most one block can read (64 x 31 bits)
 
-  inline void fill() {
-    if (end - p >= 8) {  // eight bytes at once where none is 0xFF
-      uint64_t w;
-      std::memcpy(&w, p, 8);
-      const uint64_t x = ~w;
-      if (((x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull) == 0) {
-        w = __builtin_bswap64(w);
-        const int bytes = (63 - n) >> 3;
-        acc |= w >> n;  // the bits after the whole bytes taken are the next ones: taking them again is a no-op
-        p += bytes;
-        n += 8 * bytes;
-        return;
-      }
-    }
-    while (n <= 56) {
-      uint64_t b = 0;
-      if (p < end) {
-        b = *p++;
-        if (b == 0xFF) {
-          if (p < end && *p == 0) {
-            ++p;
-          } else {  // a marker inside the MCU's bytes
-            bad = true;
-            b = 0;
-            p = end;
-          }
-        }
-      } else {
-        past += 8;
-      }
-      acc |= b << (56 - n);
-      n += 8;
-    }
+struct Bits {
+  const uint8_t* q;     // the next byte not wholly in acc
+  const uint8_t* begin;
+  size_t bytes;         // the MCU's bytes (unstuffed)
+  uint64_t acc = 0;
+  int n = 0;  // valid bits in acc (after refill(): 56 to 63)
+
+  inline void refill() {
+    uint64_t w;
+    std::memcpy(&w, q, 8);
+    acc |= __builtin_bswap64(w) >> n;  // bits past the whole bytes taken are the next ones: taking them again is a no-op
+    q += (63 - n) >> 3;
+    n |= 56;
   }
   inline void skip(int k) {
     acc <<= k;
@@ -164,7 +139,30 @@ struct Bits {
     skip(k);
     return v;
   }
+  // Whether more bits were used than the MCU has.
+  inline bool overrun() const { return 8 * static_cast<size_t>(q - begin) - static_cast<size_t>(n) > 8 * bytes; }
 };
+
+// The MCU's bytes [p, end) without stuffing, then kPadding zeros, into buf; false for a marker
+// (0xFF not followed by 0x00) inside them.
+inline bool unstuff(const uint8_t* p, const uint8_t* end, std::vector<uint8_t>* buf, size_t* bytes) {
+  if (buf->size() < static_cast<size_t>(end - p) + kPadding) buf->resize(static_cast<size_t>(end - p) + kPadding);
+  uint8_t* out = buf->data();
+  size_t n = 0;
+  while (p < end) {
+    const void* hit = std::memchr(p, 0xFF, static_cast<size_t>(end - p));
+    const uint8_t* ff = hit ? static_cast<const uint8_t*>(hit) : end;
+    std::memcpy(out + n, p, static_cast<size_t>(ff - p));
+    n += static_cast<size_t>(ff - p);
+    if (ff == end) break;
+    if (ff + 1 >= end || ff[1] != 0) return false;
+    out[n++] = 0xFF;
+    p = ff + 2;
+  }
+  std::memset(out + n, 0, kPadding);
+  *bytes = n;
+  return true;
+}
 
 // A symbol whose code is longer than kFastBits (at least 16 bits must be in acc), or -1 for a code
 // the table does not have.
@@ -192,14 +190,14 @@ inline int symbol(Bits& b, const Table& t) {  // a DC table's (whose entries are
 // One 8x8 block: its DC difference added to pred, its coefficients written to blk (which libjpeg
 // has zeroed; a scratch block where libjpeg discards the MCU). False if the data is not valid.
 inline bool block(Bits& b, const Table& dc, const Table& ac, int32_t& pred, JCOEF* blk) {
-  if (b.n < 32) b.fill();
+  b.refill();
   const int s = symbol(b, dc);
   if (s < 0) return false;
   if (s) pred += extend(b.take(s), s);  // s <= 15: validated with the table
   blk[0] = static_cast<JCOEF>(pred);
   int k = 1;
   while (k < 64) {
-    if (b.n < 32) b.fill();
+    b.refill();  // every step reads at most 31 bits
     const uint32_t peek = static_cast<uint32_t>(b.acc >> (64 - kFastBits));
     const int32_t c = ac.coef[peek];
     // One or two whole coefficients in one lookup, without a branch between them; not where the
@@ -234,7 +232,7 @@ inline bool block(Bits& b, const Table& dc, const Table& ac, int32_t& pred, JCOE
     blk[kNatural[k]] = static_cast<JCOEF>(extend(b.take(size), size));
     ++k;
   }
-  return true;
+  return !b.overrun();
 }
 
 // Where the MCUs libjpeg asks for are: MCU j of the decoded image (raster order, `cols` per row) is
@@ -245,6 +243,7 @@ struct Source {
   const std::vector<size_t>* starts = nullptr;
   int64_t r0 = 0, c0 = 0, rows = 0, cols = 0, mcus_x = 0;
   int64_t next = 0;  // the MCU libjpeg asks for next
+  std::vector<uint8_t> bytes;  // the MCU's bytes, unstuffed (Bits)
   int blocks = 0;    // blocks per MCU
   int component[D_MAX_BLOCKS_IN_MCU] = {};
   Table dc[NUM_HUFF_TBLS], ac[NUM_HUFF_TBLS];
@@ -263,7 +262,9 @@ inline boolean decode_mcu(j_decompress_ptr cinfo, JBLOCKROW* mcu) {
   if (j >= src.rows * src.cols) fail(cinfo);
   const size_t k = static_cast<size_t>((src.r0 + j / src.cols) * src.mcus_x + src.c0 + j % src.cols);
   const std::vector<size_t>& starts = *src.starts;
-  Bits b{src.data + starts[k], src.data + starts[k + 1] - 2};
+  size_t nbytes = 0;
+  if (!unstuff(src.data + starts[k], src.data + starts[k + 1] - 2, &src.bytes, &nbytes)) fail(cinfo);
+  Bits b{src.bytes.data(), src.bytes.data(), nbytes};
   int32_t pred[MAX_COMPS_IN_SCAN] = {0, 0, 0, 0};  // a restart before every MCU
   JCOEF scratch[DCTSIZE2];                          // where a discarded MCU's blocks go
   for (int i = 0; i < src.blocks; ++i) {
@@ -271,7 +272,6 @@ inline boolean decode_mcu(j_decompress_ptr cinfo, JBLOCKROW* mcu) {
     const Table &dc = src.dc[src.dc_of[c]], &ac = src.ac[src.ac_of[c]];
     if (!block(b, dc, ac, pred[c], mcu ? mcu[i][0] : scratch)) fail(cinfo);
   }
-  if (b.bad || b.n < b.past) fail(cinfo);
   return TRUE;
 }
 
