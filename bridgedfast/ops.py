@@ -184,7 +184,7 @@ def decode_jpegs_compiled() -> bool:
 
 
 def decode_jpegs(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Tensor, threads: int = 1,
-                 own_entropy: bool = True) -> torch.Tensor:
+                 own_entropy: bool = True, own_entropy_min_mcus: int = 64) -> torch.Tensor:
     """Decodes a batch of JPEGs, or only a region of each, into one packed uint8 CPU buffer.
 
     sources: 1-D uint8 CPU tensors holding the JPEG bytes (e.g. a store's mapped shards); items:
@@ -195,8 +195,9 @@ def decode_jpegs(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Te
     region is reconstructed (rows above it are skipped, columns beside it cropped, rows below it
     never read), on `threads` threads without the GIL; its pixels equal those of a whole decode.
     JPEGs with a restart marker after every MCU (what `pack` and ImageStoreWriter write) decode
-    only the MCUs around the region, Huffman-decoded by the op's own decoder (own_entropy=False:
-    by libjpeg's, which is slower on such files; the pixels are the same).
+    only the MCUs around the region, Huffman-decoded by the op's own decoder where there are at
+    least own_entropy_min_mcus of them (below that its per-image table building costs more than
+    it saves), else by libjpeg's (always with own_entropy=False); the pixels are the same.
     Returns int32 [N] statuses: 0 decoded, 1 does not decode (or needs a conversion libjpeg does
     not do, e.g. CMYK), 2 decodes to another size than (height, width). Raises ValueError for an
     item out of range of its source, its image or out.
@@ -209,7 +210,8 @@ def decode_jpegs(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Te
         raise ValueError("decode_jpegs: out must be a 1-D uint8 CPU tensor")
     if decode_jpegs_compiled():
         try:
-            return torch.ops.bridgedfast.decode_jpegs.default(list(sources), items, out, int(threads), bool(own_entropy))
+            return torch.ops.bridgedfast.decode_jpegs.default(list(sources), items, out, int(threads), bool(own_entropy),
+                                                              int(own_entropy_min_mcus))
         except RuntimeError as exc:  # the op's bounds checks (one message, before anything is written)
             raise ValueError(str(exc).splitlines()[0]) from None
     sizes = torch.tensor([t.numel() for t in sources] + [0], dtype=torch.int64)

@@ -242,7 +242,7 @@ def test_the_ops_huffman_decoder_gives_libjpegs_pixels(subsampling):
         sizes = items[:, 9] * items[:, 10] * 3
         items[:, 3] = torch.cumsum(sizes, 0) - sizes  # the slots laid out anew for the whole image
         ours, theirs, ref = (torch.zeros(int(sizes.sum()), dtype=torch.uint8) for _ in range(3))
-        assert ops.decode_jpegs([source], items, ours, threads=2, own_entropy=True).eq(0).all()
+        assert ops.decode_jpegs([source], items, ours, threads=2, own_entropy_min_mcus=0).eq(0).all()
         assert ops.decode_jpegs([source], items, theirs, threads=2, own_entropy=False).eq(0).all()
         assert decode_jpegs_reference([source], items, ref).eq(0).all()
         assert torch.equal(ours, theirs) and torch.equal(ours, ref)
@@ -269,7 +269,7 @@ def test_damaged_restart_marked_jpegs_fail_cleanly_or_decode_as_libjpeg_does():
                 del data[at]
         source, items, size = batch([bytes(data)], rng, size=(h, w))
         ours, theirs = torch.zeros(size, dtype=torch.uint8), torch.zeros(size, dtype=torch.uint8)
-        a = int(ops.decode_jpegs([source], items, ours, own_entropy=True)[0])
+        a = int(ops.decode_jpegs([source], items, ours, own_entropy_min_mcus=0)[0])
         b = int(ops.decode_jpegs([source], items, theirs, own_entropy=False)[0])
         assert a in (0, 1, 2) and b in (0, 1, 2)
         if a == b == 0:

@@ -260,9 +260,12 @@ struct Scratch {
 };
 
 // own_entropy: the MCUs of restart-marked JPEGs are Huffman-decoded by jpeg_entropy.h, not by
-// libjpeg (whose decoder is several times slower on such files); false keeps libjpeg's.
+// libjpeg (whose decoder takes its slower path on files with restart markers), where there are at
+// least min_mcus of them: below that, building jpeg_entropy's lookup tables (per image: each file
+// has its own Huffman tables) costs more than its faster decoding saves (bench_loader --quick:
+// 0.7-0.8x libjpeg's decoder on crops of a few MCUs; 1.04-1.12x on the benchmark's crops of ~400).
 int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, Scratch& s,
-                   bool own_entropy) {
+                   bool own_entropy, int64_t min_mcus) {
   Layout L;
   const int64_t scale = it[kScale];
   if (parse_layout(data, static_cast<size_t>(nbytes), &L) && (L.height + scale - 1) / scale == it[kHeight] &&
@@ -282,8 +285,9 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
     }
     const bool whole = r0 == 0 && c0 == 0 && r1 == L.mcus_y && c1 == L.mcus_x;
     const bool aligned = (r0 * L.mcu_h) % scale == 0 && (c0 * L.mcu_w) % scale == 0;
-    if (!aligned && own_entropy) r0 = c0 = 0, r1 = L.mcus_y, c1 = L.mcus_x;  // the whole file, still fast
-    if ((aligned || own_entropy) && (!whole || own_entropy) &&
+    const bool own = own_entropy && (aligned ? (r1 - r0) * (c1 - c0) : L.mcus_y * L.mcus_x) >= min_mcus;
+    if (!aligned && own) r0 = c0 = 0, r1 = L.mcus_y, c1 = L.mcus_x;  // the whole file, still fast
+    if ((aligned || own) && (!whole || own) &&
         find_starts(data, static_cast<size_t>(nbytes), L, (r1 - 1) * L.mcus_x + c1 - 1, &s.starts)) {
       const bool band = r0 != 0 || c0 != 0 || r1 != L.mcus_y || c1 != L.mcus_x;
       const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
@@ -297,12 +301,12 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
       const uint8_t* jpeg = data;
       int64_t jpeg_bytes = nbytes;
       if (band) {
-        cut(data, L, r0, r1, c0, c1, s.starts, !own_entropy, &s.cut);
+        cut(data, L, r0, r1, c0, c1, s.starts, !own, &s.cut);
         jpeg = s.cut.data();
         jpeg_bytes = static_cast<int64_t>(s.cut.size());
       }
       jpeg_entropy::Source* mcus = nullptr;
-      if (own_entropy) {
+      if (own) {
         mcus = s.mcus.get();
         mcus->data = data;
         mcus->starts = &s.starts;
@@ -316,7 +320,7 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
 }
 
 at::Tensor decode_jpegs_cpu_op(at::TensorList sources, const at::Tensor& items, const at::Tensor& out,
-                               int64_t threads, bool own_entropy) {
+                               int64_t threads, bool own_entropy, int64_t own_entropy_min_mcus) {
   TORCH_CHECK(items.device().is_cpu() && items.scalar_type() == at::kLong && items.dim() == 2 &&
                   items.size(1) == kColumns,
               "decode_jpegs: items must be a CPU int64 [N, ", static_cast<int64_t>(kColumns), "] tensor, got ",
@@ -363,7 +367,8 @@ at::Tensor decode_jpegs_cpu_op(at::TensorList sources, const at::Tensor& items, 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) {
       const int64_t* it = rows + i * kColumns;
-      st[i] = decode_one(ptrs[it[kSource]] + it[kOffset], it[kNbytes], it, dst + it[kDst], scratch, own_entropy);
+      st[i] = decode_one(ptrs[it[kSource]] + it[kOffset], it[kNbytes], it, dst + it[kDst], scratch, own_entropy,
+                         own_entropy_min_mcus);
     }
   }
   return status;
@@ -413,7 +418,7 @@ at::Tensor jpeg_add_restarts_op(const at::Tensor& data) {
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(bridgedfast, m) {
-  m.def("decode_jpegs(Tensor[] sources, Tensor items, Tensor(a!) out, int threads, bool own_entropy=True) -> Tensor");
+  m.def("decode_jpegs(Tensor[] sources, Tensor items, Tensor(a!) out, int threads, bool own_entropy=True, int own_entropy_min_mcus=64) -> Tensor");
   m.def("jpeg_add_restarts(Tensor data) -> Tensor");
 }
 
