@@ -119,13 +119,27 @@ int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, ui
   row.resize(static_cast<size_t>(cw) * 3);
   const size_t skip_cols = static_cast<size_t>(left - static_cast<int64_t>(x0)) * 3;
   const size_t row_bytes = static_cast<size_t>(rw) * 3;
+  const size_t spill = static_cast<size_t>(cw) * 3 - skip_cols - row_bytes;  // decoded right of the region
+  // Rows strictly inside the region are decoded in place: libjpeg writes the columns left of the
+  // region over the previous row's end (kept in `saved` and put back) and those right of it over
+  // the next row's start (written after). The first and last rows, whose spill would leave the
+  // slot, and regions too narrow to hold a spill, go through `row`.
+  const bool in_place = skip_cols <= row_bytes && spill <= row_bytes;
+  uint8_t saved[3 * 64];
   for (int64_t y = y0; y < top + rh; ++y) {
-    JSAMPROW ptr = row.data();
+    const bool direct = in_place && y > top && y < top + rh - 1 && skip_cols <= sizeof(saved);
+    uint8_t* dst = out + static_cast<size_t>(y - top) * row_bytes;
+    JSAMPROW ptr = direct ? dst - skip_cols : row.data();
+    if (direct) std::memcpy(saved, ptr, skip_cols);
     if (jpeg_read_scanlines(&cinfo, &ptr, 1) != 1) {  // suspension cannot happen with a memory source
       jpeg_destroy_decompress(&cinfo);
       return kUndecodable;
     }
-    if (y >= top) std::memcpy(out + static_cast<size_t>(y - top) * row_bytes, row.data() + skip_cols, row_bytes);
+    if (direct) {
+      std::memcpy(dst - skip_cols, saved, skip_cols);
+    } else if (y >= top) {
+      std::memcpy(dst, row.data() + skip_cols, row_bytes);
+    }
   }
   jpeg_abort_decompress(&cinfo);  // the rows below the region are never decoded
   jpeg_destroy_decompress(&cinfo);
