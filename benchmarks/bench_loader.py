@@ -192,18 +192,18 @@ def crop_decode_fn(store, batch: int, size: int, workers: int, own_entropy: bool
     (own_entropy=False) by libjpeg-turbo's. Same items and pixels either way."""
     from bridgedfast import ops
     from bridgedfast.augment import TrainAugment
-    from torchvision.io import decode_jpeg
 
     data = [store.encoded(i) for i in range(len(store))]
     source = torch.cat(data)
-    sizes = torch.tensor([list(decode_jpeg(d).shape[1:]) for d in data])
+    sizes = store.sizes
     boxes, _ = TrainAugment(size).draw(sizes[:, 0], sizes[:, 1], torch.Generator().manual_seed(0))
-    starts = torch.cumsum(torch.tensor([d.numel() for d in data]), 0) - torch.tensor([d.numel() for d in data])
+    nbytes = torch.tensor([d.numel() for d in data])
+    starts = torch.cumsum(nbytes, 0) - nbytes
     batches = []
     for b in range(0, len(data) - batch + 1, batch):
         sl = slice(b, b + batch)
         region = boxes[sl, 2] * boxes[sl, 3] * 3
-        items = torch.stack([torch.zeros(batch, dtype=torch.int64), starts[sl], torch.tensor([d.numel() for d in data[sl]]),
+        items = torch.stack([torch.zeros(batch, dtype=torch.int64), starts[sl], nbytes[sl],
                              torch.cumsum(region, 0) - region, sizes[sl, 0], sizes[sl, 1], torch.ones(batch, dtype=torch.int64),
                              boxes[sl, 0], boxes[sl, 1], boxes[sl, 2], boxes[sl, 3]], 1)
         batches.append((items, torch.empty(int(region.sum()), dtype=torch.uint8)))
@@ -254,12 +254,6 @@ def test_loader_ours(benchmark):
 def test_loader_imagefolder(benchmark):
     case = _small_case()
     benchmark(peer_fn(case["folder"], 32, 224, 0, "cpu")[0])
-
-
-def ops_compiled() -> bool:
-    from bridgedfast import ops
-
-    return ops.decode_jpegs_compiled()
 
 
 def main() -> None:
@@ -325,7 +319,9 @@ def main() -> None:
     if not cuda:
         runs["decode"] = decode_only_fn(stores["jpeg-plain"], args.workers)
         names["decode"] = f"whole-image JPEG decoding alone, {args.workers} threads (original bytes)"
-        if ops_compiled():
+        from bridgedfast.ops import decode_jpegs_compiled
+
+        if decode_jpegs_compiled():
             for own in (True, False):
                 runs[f"crops-{own}"] = crop_decode_fn(stores["jpeg"], args.batch, args.size, args.workers, own)
             names["crops-True"] = "decode op, crops' MCUs, its own Huffman decoder"

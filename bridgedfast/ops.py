@@ -230,8 +230,8 @@ def decode_jpegs(sources: list[torch.Tensor], items: torch.Tensor, out: torch.Te
 def jpeg_add_restarts(data: bytes | torch.Tensor) -> bytes | None:
     """The JPEG re-encoded losslessly (DCT coefficients copied, not decoded to pixels: it decodes
     to the same pixels) as a sequential JPEG with a restart marker after every MCU and optimised
-    Huffman tables, about 1% larger (0.85% on bench_loader's photo-like JPEGs): decode_jpegs then entropy-decodes only the MCUs around a
-    crop. None where the decode op was not built or the data does not decode."""
+    Huffman tables, about 1% larger (0.85% on bench_loader's photo-like JPEGs): decode_jpegs then
+    entropy-decodes only the MCUs around a crop. None where the decode op was not built or the data does not decode."""
     if not decode_jpegs_compiled():
         return None
     t = data if isinstance(data, torch.Tensor) else torch.frombuffer(bytearray(data), dtype=torch.uint8)

@@ -51,13 +51,13 @@ def batch(jpegs: list[bytes], rng: np.random.Generator, scales=(1,), size=None) 
     return source, torch.tensor(rows, dtype=torch.int64), dst
 
 
-def assert_matches_reference(source: torch.Tensor, items: torch.Tensor) -> None:
-    """The op and its reference on the same items (slots laid out anew, 5 bytes apart): the same
-    statuses (all decoded) and the same bytes."""
+def assert_matches_reference(source: torch.Tensor, items: torch.Tensor, **op_options) -> None:
+    """The op (with op_options) and its reference on the same items (slots laid out anew, 5 bytes
+    apart): the same statuses (all decoded) and the same bytes."""
     sizes = items[:, 9] * items[:, 10] * 3 + 5
     items[:, 3] = torch.cumsum(sizes, 0) - sizes
     ours, ref = torch.zeros(int(sizes.sum()), dtype=torch.uint8), torch.zeros(int(sizes.sum()), dtype=torch.uint8)
-    assert ops.decode_jpegs([source], items, ours, threads=2).eq(0).all()
+    assert ops.decode_jpegs([source], items, ours, threads=2, **op_options).eq(0).all()
     assert decode_jpegs_reference([source], items, ref).eq(0).all()
     assert torch.equal(ours, ref)
 
@@ -226,10 +226,10 @@ def test_regions_cut_from_restart_marked_jpegs_equal_a_whole_decode(subsampling)
 @needs_op
 @pytest.mark.parametrize("subsampling", [0, 1, 2])
 def test_the_ops_huffman_decoder_gives_libjpegs_pixels(subsampling):
-    """Restart-marked JPEGs: MCUs Huffman-decoded by the op's own decoder (jpeg_entropy.h) and by
-    libjpeg's give the same bytes, which are those of a whole decode sliced, at every scale (scales
-    whose crops do not fall on MCU edges decode the whole file, skipping rows above the region:
-    MCUs libjpeg discards)."""
+    """Restart-marked JPEGs: MCUs Huffman-decoded by the op's own decoder (jpeg_entropy.h, forced on
+    every image) and by libjpeg's give the bytes of a whole decode sliced, at every scale (where the
+    band of MCUs around a region is the whole image, rows above the region are skipped: MCUs
+    libjpeg discards)."""
     rng = np.random.default_rng(60 + subsampling)
     images = [photo_like(int(rng.integers(17, 260)), int(rng.integers(17, 260)), rng) for _ in range(24)]
     images.append(photo_like(45, 61, rng)[..., 0])
@@ -239,13 +239,8 @@ def test_the_ops_huffman_decoder_gives_libjpegs_pixels(subsampling):
     for scales in ((1,), (1, 2, 4, 8)):
         source, items, _ = batch(jpegs, rng, scales=scales)
         items[0, 7:] = torch.tensor([0, 0, items[0, 4], items[0, 5]])
-        sizes = items[:, 9] * items[:, 10] * 3
-        items[:, 3] = torch.cumsum(sizes, 0) - sizes  # the slots laid out anew for the whole image
-        ours, theirs, ref = (torch.zeros(int(sizes.sum()), dtype=torch.uint8) for _ in range(3))
-        assert ops.decode_jpegs([source], items, ours, threads=2, own_entropy_min_mcus=0).eq(0).all()
-        assert ops.decode_jpegs([source], items, theirs, threads=2, own_entropy=False).eq(0).all()
-        assert decode_jpegs_reference([source], items, ref).eq(0).all()
-        assert torch.equal(ours, theirs) and torch.equal(ours, ref)
+        assert_matches_reference(source, items, own_entropy_min_mcus=0)
+        assert_matches_reference(source, items, own_entropy=False)
 
 
 @needs_op

@@ -124,10 +124,10 @@ int32_t decode_region(const uint8_t* data, int64_t nbytes, const int64_t* it, ui
   // region over the previous row's end (kept in `saved` and put back) and those right of it over
   // the next row's start (written after). The first and last rows, whose spill would leave the
   // slot, and regions too narrow to hold a spill, go through `row`.
-  const bool in_place = skip_cols <= row_bytes && spill <= row_bytes;
-  uint8_t saved[3 * 64];
+  uint8_t saved[3 * 64];  // the left spill: at most an iMCU (32 px) and the margin
+  const bool in_place = skip_cols <= row_bytes && spill <= row_bytes && skip_cols <= sizeof(saved);
   for (int64_t y = y0; y < top + rh; ++y) {
-    const bool direct = in_place && y > top && y < top + rh - 1 && skip_cols <= sizeof(saved);
+    const bool direct = in_place && y > top && y < top + rh - 1;
     uint8_t* dst = out + static_cast<size_t>(y - top) * row_bytes;
     JSAMPROW ptr = direct ? dst - skip_cols : row.data();
     if (direct) std::memcpy(saved, ptr, skip_cols);
@@ -240,13 +240,11 @@ bool find_starts(const uint8_t* d, size_t n, const Layout& L, int64_t last, std:
   return static_cast<int64_t>(starts->size()) > last + 1;
 }
 
-// The JPEG of MCU rows [r0, r1) x columns [c0, c1): the file's header with the band's size in its
-// SOF, then (with_data) those MCUs' bytes renumbered between restart markers, then EOI. Without the
-// data, libjpeg decodes it with jpeg_entropy's decoder reading the MCUs from the file itself.
-void cut(const uint8_t* d, const Layout& L, int64_t r0, int64_t r1, int64_t c0, int64_t c1,
+// The JPEG of MCU rows [r0, r1) x columns [c0, c1), h x w pixels: the file's header with that size
+// in its SOF, then (with_data) those MCUs' bytes renumbered between restart markers, then EOI.
+// Without the data, libjpeg decodes it with jpeg_entropy's decoder reading the MCUs from the file.
+void cut(const uint8_t* d, const Layout& L, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t h, int64_t w,
          const std::vector<size_t>& starts, bool with_data, std::vector<uint8_t>* out) {
-  const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
-  const int64_t w = c1 == L.mcus_x ? L.width - c0 * L.mcu_w : (c1 - c0) * L.mcu_w;
   out->assign(d, d + L.scan);                                  // SOI .. SOS, then the new size in SOF
   (*out)[L.sof + 5] = static_cast<uint8_t>(h >> 8);
   (*out)[L.sof + 6] = static_cast<uint8_t>(h & 255);
@@ -276,8 +274,9 @@ struct Scratch {
 // own_entropy: the MCUs of restart-marked JPEGs are Huffman-decoded by jpeg_entropy.h, not by
 // libjpeg (whose decoder takes its slower path on files with restart markers), where there are at
 // least min_mcus of them: below that, building jpeg_entropy's lookup tables (per image: each file
-// has its own Huffman tables) costs more than its faster decoding saves (bench_loader --quick:
-// 0.7-0.8x libjpeg's decoder on crops of a few MCUs; 1.04-1.12x on the benchmark's crops of ~400).
+// has its own Huffman tables) costs more than its faster decoding saves. Forced on every crop (one
+// thread, TrainAugment crops of 64 photo-like q90 JPEGs, 40 interleaved repeats) it ran at 0.71x
+// libjpeg's decoder on 100 px images, 0.94x at 200 px, 1.02x at 300 px, 1.08-1.12x at 400 px.
 int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8_t* out, Scratch& s,
                    bool own_entropy, int64_t min_mcus) {
   Layout L;
@@ -297,13 +296,11 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
     while ((c1 == L.mcus_x ? L.width : c1 * L.mcu_w) - c0 * L.mcu_w < 3 * L.hmax * scale && (c0 > 0 || c1 < L.mcus_x)) {
       if (c0 > 0) --c0; else ++c1;
     }
-    const bool whole = r0 == 0 && c0 == 0 && r1 == L.mcus_y && c1 == L.mcus_x;
-    const bool aligned = (r0 * L.mcu_h) % scale == 0 && (c0 * L.mcu_w) % scale == 0;
-    const bool own = own_entropy && (aligned ? (r1 - r0) * (c1 - c0) : L.mcus_y * L.mcus_x) >= min_mcus;
-    if (!aligned && own) r0 = c0 = 0, r1 = L.mcus_y, c1 = L.mcus_x;  // the whole file, still fast
-    if ((aligned || own) && (!whole || own) &&
-        find_starts(data, static_cast<size_t>(nbytes), L, (r1 - 1) * L.mcus_x + c1 - 1, &s.starts)) {
-      const bool band = r0 != 0 || c0 != 0 || r1 != L.mcus_y || c1 != L.mcus_x;
+    // MCU edges (multiples of 8 px) fall on the decoded grid at every scale (1/2, 1/4, 1/8), so the
+    // band's decoded image is the whole image's, cut at whole pixels.
+    const bool band = r0 != 0 || c0 != 0 || r1 != L.mcus_y || c1 != L.mcus_x;
+    const bool own = own_entropy && (r1 - r0) * (c1 - c0) >= min_mcus;
+    if ((band || own) && find_starts(data, static_cast<size_t>(nbytes), L, (r1 - 1) * L.mcus_x + c1 - 1, &s.starts)) {
       const int64_t h = r1 == L.mcus_y ? L.height - r0 * L.mcu_h : (r1 - r0) * L.mcu_h;
       const int64_t w = c1 == L.mcus_x ? L.width - c0 * L.mcu_w : (c1 - c0) * L.mcu_w;
       int64_t item[kColumns];
@@ -315,7 +312,7 @@ int32_t decode_one(const uint8_t* data, int64_t nbytes, const int64_t* it, uint8
       const uint8_t* jpeg = data;
       int64_t jpeg_bytes = nbytes;
       if (band) {
-        cut(data, L, r0, r1, c0, c1, s.starts, !own, &s.cut);
+        cut(data, L, r0, r1, c0, c1, h, w, s.starts, !own, &s.cut);
         jpeg = s.cut.data();
         jpeg_bytes = static_cast<int64_t>(s.cut.size());
       }

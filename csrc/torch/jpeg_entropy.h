@@ -13,8 +13,6 @@
 // image, and the caller decodes the file with libjpeg's own decoder, which then judges it.
 #pragma once
 
-#include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -87,7 +85,7 @@ inline bool build(const JHUFF_TBL* h, bool dc, Table* t) {
   // AC: where the next bits hold a whole coefficient (code and value, the value within int8), the
   // entry gives it, and the following one too where it also fits.
   constexpr int kMask = (1 << kFastBits) - 1;
-  std::vector<int32_t> one(static_cast<size_t>(1) << kFastBits, 0);  // (v << 16) | (run << 8) | bits, or 0
+  int32_t one[1 << kFastBits] = {};  // (v << 16) | (run << 8) | bits, or 0
   for (int idx = 0; idx <= kMask; ++idx) {
     const int32_t e = t->fast[idx];
     const int l = e & 31, sym = (e >> 8) & 255, run = sym >> 4, s = sym & 15;
@@ -178,7 +176,7 @@ inline int long_symbol(Bits& b, const Table& t) {
   return -1;
 }
 
-inline int symbol(Bits& b, const Table& t) {  // a DC table's (whose entries are all symbols)
+inline int symbol(Bits& b, const Table& t) {  // the next symbol (at least 16 bits must be in acc), or -1
   const int32_t e = t.fast[b.acc >> (64 - kFastBits)];
   if (e) {
     b.skip(e & 31);
@@ -212,15 +210,8 @@ inline bool block(Bits& b, const Table& dc, const Table& ac, int32_t& pred, JCOE
       if (k > 64) return false;
       continue;
     }
-    const int32_t e = ac.fast[peek];
-    int rs;
-    if (e) {
-      b.skip(e & 31);
-      rs = (e >> 8) & 255;
-    } else {
-      rs = long_symbol(b, ac);
-      if (rs < 0) return false;
-    }
+    const int rs = symbol(b, ac);
+    if (rs < 0) return false;
     const int run = rs >> 4, size = rs & 15;
     if (size == 0) {
       if (run != 15) break;  // end of block
