@@ -55,3 +55,13 @@ def warn_fallback(op: str, device_type: str) -> None:
 def release_cached_outputs() -> int:
     """Frees the CPU output blocks the compiled ops keep for reuse; returns the bytes freed."""
     return 0 if _C is None else int(_C.release_cached_outputs())
+
+
+def set_thread_openmp_threads(threads: int) -> int | None:
+    """Sets how many OpenMP threads the calling thread's kernels use, for this thread only (the
+    OpenMP runtime keeps one team size per thread; torch's and the other threads' are left
+    alone); returns the previous value, or None without the extension."""
+    if _C is None:
+        return None
+    torch.get_num_threads()  # torch sets a thread's team size on its first parallel call: let it happen first
+    return int(_C.set_thread_openmp_threads(int(threads)))

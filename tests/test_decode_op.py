@@ -164,6 +164,9 @@ def test_the_loader_decodes_crops_only_with_the_same_result(mixed_stores, monkey
     # without it (torchvision / Pillow, one image at a time): the batches must be identical.
     whole = MixedLoader(jpeg, raw, augment=lambda packed, g, out=None: augment(packed, g, out=out), **kwargs)
     assert whole._planned is None
+    # Three producer threads, each decoding and augmenting whole batches single-threaded.
+    threaded = batches(MixedLoader(jpeg, raw, augment=augment, **{**kwargs, "prefetch": 2}, producers=3))
+    assert len(threaded) == len(ours) and all(torch.equal(a, b) for a, b in zip(ours, threaded))
     if jpeg_decode == "full":
         assert all(torch.equal(a, b) for a, b in zip(ours, batches(whole)))
     monkeypatch.setattr(ops, "decode_jpegs_compiled", lambda: False)

@@ -21,6 +21,26 @@ def test_extension_loads_and_registers_ops():
     assert hasattr(torch.ops.bridgedfast, "mix_images")
 
 
+def test_openmp_threads_are_set_for_the_calling_thread_only():
+    # What the loader's batch producers use: a thread's OpenMP team size, other threads untouched.
+    import threading
+
+    main = torch.get_num_threads()
+    seen = {}
+
+    def producer():
+        seen["previous"] = _ext.set_thread_openmp_threads(1)
+        seen["here"] = torch.get_num_threads()
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    thread.join()
+    assert seen == {"previous": main, "here": 1}
+    assert torch.get_num_threads() == main
+    with pytest.raises(ValueError, match="threads must be in 1..4096, got 0"):
+        _ext.set_thread_openmp_threads(0)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None or torch.version.cuda is None, reason="needs nvcc and CUDA torch")
 def test_cuda_kernels_compiled_where_nvcc_exists():
     # With nvcc and a CUDA build of torch the build must include CUDA kernels, GPU or not.

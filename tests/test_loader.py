@@ -75,8 +75,9 @@ def expected_batches(loader: MixedLoader, real: ImageStore, syn: ImageStore | No
         dict(synthetic_fraction=1.0, epoch=1),
         dict(synthetic_fraction=0.5, cache_on_device=True, prefetch=0),
         dict(synthetic_fraction=None, rank=1, world_size=2, prefetch=3, workers=1),
+        dict(synthetic_fraction=0.5, prefetch=1, workers=2, producers=3),
     ],
-    ids=["proportional", "fixed", "synthetic-only", "cached", "rank1"],
+    ids=["proportional", "fixed", "synthetic-only", "cached", "rank1", "producers"],
 )
 def test_batches_equal_reference_augment_of_stored_images(stores, kwargs):
     real, syn = stores
@@ -112,13 +113,16 @@ def test_real_only_and_synthetic_only_loaders(stores):
 def test_deterministic_and_independent_of_prefetch(stores):
     real, syn = stores
     runs = []
-    for prefetch, workers in ((0, 1), (3, 2)):
+    for prefetch, workers, producers in ((0, 1, None), (3, 2, None), (3, 2, 1), (2, 4, 4)):
         loader = MixedLoader(real, syn, batch_size=6, synthetic_fraction=0.5, augment=StandInAugment(), seed=5,
-                             prefetch=prefetch, workers=workers)
+                             prefetch=prefetch, workers=workers, producers=producers)
+        assert loader.producers == (producers or (1 if prefetch == 0 else workers))
         loader.set_epoch(3)
         runs.append(list(loader))
-    for (a, ta, sa), (b, tb, sb) in zip(*runs):
-        assert torch.equal(a, b) and torch.equal(ta, tb) and torch.equal(sa, sb)
+    assert len({len(run) for run in runs}) == 1
+    for run in runs[1:]:
+        for (a, ta, sa), (b, tb, sb) in zip(runs[0], run):
+            assert torch.equal(a, b) and torch.equal(ta, tb) and torch.equal(sa, sb)
     other = MixedLoader(real, syn, batch_size=6, synthetic_fraction=0.5, augment=StandInAugment(), seed=6)
     other.set_epoch(3)
     assert not torch.equal(next(iter(other))[0], runs[0][0][0])
@@ -143,9 +147,25 @@ def test_errors_from_the_augment_surface_and_early_break_stops_the_thread(stores
 
     with pytest.raises(RuntimeError, match="augment exploded"):
         list(MixedLoader(real, syn, batch_size=4, augment=broken))
-    it = iter(MixedLoader(real, syn, batch_size=2, augment=StandInAugment(), prefetch=2))
+    it = iter(MixedLoader(real, syn, batch_size=2, augment=StandInAugment(), prefetch=2, workers=3))
+    assert len(it.threads) == 3
     next(it)
     it.close()
+    assert not any(t.name == "bridgedfast-prefetch" for t in threading.enumerate())
+    # With several producers, an error reaches the consumer at the batch that raised it, after
+    # every batch before it.
+    stand_in = StandInAugment()
+
+    def fails_on_the_fifth(packed, generator):
+        if generator.initial_seed() == batch_seed(0, 0, 0, 4):  # batch 4 of epoch 0 (seed 0, rank 0)
+            raise RuntimeError("batch 4 exploded")
+        return stand_in(packed, generator)
+
+    got = []
+    with pytest.raises(RuntimeError, match="batch 4 exploded"):
+        for x, _, _ in MixedLoader(real, syn, batch_size=2, augment=fails_on_the_fifth, prefetch=2, workers=3):
+            got.append(x)
+    assert len(got) == 4
     assert not any(t.name == "bridgedfast-prefetch" for t in threading.enumerate())
     # A new pass ends an unfinished one (they would share the host buffers).
     loader = MixedLoader(real, syn, batch_size=2, augment=StandInAugment(), prefetch=2)
@@ -163,6 +183,10 @@ def test_loader_rejects_bad_arguments(stores, tmp_path):
         w.add(make_image(0), 1)
     with pytest.raises(ValueError, match=r"classes \['yak'\] that are not among the target classes"):
         MixedLoader(real, tmp_path / "other", batch_size=2, augment=aug)
+    with pytest.raises(ValueError, match="producers must be >= 1"):
+        MixedLoader(real, syn, batch_size=2, augment=aug, producers=0)
+    with pytest.raises(ValueError, match="1 unless prefetch > 0 on the CPU; got producers=2 with prefetch=0"):
+        MixedLoader(real, syn, batch_size=2, augment=aug, producers=2, prefetch=0)
     with pytest.raises(ValueError, match="needs a real store, a synthetic store, or both"):
         MixedLoader(None, None, batch_size=2, augment=aug)
     with pytest.raises(ValueError, match="synthetic_fraction=0.5 needs a real store"):

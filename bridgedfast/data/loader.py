@@ -18,7 +18,9 @@ On the CPU the augmented batches are written into recycled buffers (`BufferPool`
 augmentation takes `out=` (TrainAugment and EvalAugment do): a buffer is reused only once
 nothing outside the loader references the batch it held, so batches a training loop keeps are
 never overwritten, and the rest cost no fresh page faults.
-A background thread prepares the next `prefetch` batches meanwhile. Every batch's augmentation
+Background threads prepare the next `prefetch` batches meanwhile: on the CPU, one per worker,
+each making whole batches on its own (no thread waits for another, and one batch's Python work
+overlaps the other batches' kernels); on CUDA, one that uses every worker. Every batch's augmentation
 gets its own torch.Generator seeded from (seed, epoch, rank, batch), so results never depend on
 prefetching, threads or timing.
 """
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from .. import ops as _ops
+from .._ext import set_thread_openmp_threads
 from ..ops import to_device_async
 from ..packed import PackedImages
 from ..buffers import BufferPool
@@ -209,12 +212,14 @@ class _StoreBytes:
         return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
 
     def _host_buffer(self, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-        """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over
-        prefetch + 2 slots; waits until the slot's previous host->device copy is done."""
-        if not self._slots:
-            self._slots = [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.prefetch + 2)]
-        slot = self._slots[self._slot]
-        self._slot = (self._slot + 1) % len(self._slots)
+        """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over the
+        calling producer's prefetch + 2 slots; waits until the slot's previous host->device copy is done."""
+        producer = getattr(self._local, "producer", 0)
+        if producer not in self._slots:  # [next slot, slots...]; each slot a [buffer, copy-done event]
+            self._slots[producer] = [0] + [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.prefetch + 2)]
+        ring = self._slots[producer]
+        slot = ring[1 + ring[0]]
+        ring[0] = (ring[0] + 1) % (len(ring) - 1)
         if slot[1] is not None:
             slot[1].synchronize()
         if slot[0].numel() < nbytes:
@@ -268,7 +273,8 @@ class _StoreBytes:
                 rows[k, :3] = view.source[i], view.offset[i], view.nbytes[i]
             rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6] = dst[pos], heights[pos], widths[pos], scale
             rows[:, 7:] = regions[pos]
-            status = _ops.decode_jpegs(self._sources, torch.from_numpy(rows), out, threads=self.workers)
+            status = _ops.decode_jpegs(self._sources, torch.from_numpy(rows), out,
+                                        threads=getattr(self._local, "threads", self.workers))
             failed = np.flatnonzero(status.numpy()).tolist()
 
         def decode(k: int) -> None:
@@ -281,8 +287,9 @@ class _StoreBytes:
             for k in failed:
                 decode(k)
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
+        with self._lock:  # producers share one pool
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bridgedfast-jpeg")
         # One task per worker (every workers-th image): fewer hand-offs than one task per image.
         chunks = [failed[k :: self.workers] for k in range(min(self.workers, len(failed)))]
         for _ in self._pool.map(lambda chunk: [decode(k) for k in chunk], chunks):
@@ -420,9 +427,15 @@ class MixedLoader(_StoreBytes):
       e.g. bridgedfast.augment.TrainAugment.
     cache_on_device: keep every decoded image on `device` (GPU memory for CUDA) and gather there;
       "auto" does so on CUDA when the stores fit in half the free GPU memory.
-    prefetch: batches prepared ahead by a background thread (0 = synchronous).
-    workers: CPU threads for the gather and JPEG decoding (default: torch.get_num_threads()).
-    recycle_outputs: on the CPU, write batches into a pool of prefetch + 3 recycled buffers
+    prefetch: batches prepared ahead by background threads (0 = synchronous, on the calling thread).
+    workers: CPU threads for the gather, JPEG decoding and (on the CPU) the augmentation (default:
+      torch.get_num_threads()).
+    producers: background threads that each make whole batches, in turn (default: `workers` on
+      the CPU, so that each worker makes its own batches single-threaded, as DataLoader's
+      workers do: no thread ever waits for another, and one batch's Python work overlaps the
+      others' kernels; 1 on CUDA). The `workers` threads are shared out among them. Batches
+      come out in order and are identical for every value.
+    recycle_outputs: on the CPU, write batches into a pool of recycled buffers
       (when the augment supports `out=`); a buffer is reused only when no yielded batch that
       used it is referenced any more. False allocates every batch afresh.
     jpeg_decode: how JPEG images are decoded (see `bridgedfast.data.decode`): "full" = at full
@@ -455,6 +468,7 @@ class MixedLoader(_StoreBytes):
         pin_memory: bool | None = None,
         recycle_outputs: bool = True,
         jpeg_decode: str = "auto",
+        producers: int | None = None,
     ) -> None:
         if jpeg_decode not in _decode.JPEG_DECODE_MODES:
             raise ValueError(f"jpeg_decode must be one of {list(_decode.JPEG_DECODE_MODES)}, got {jpeg_decode!r}")
@@ -490,6 +504,11 @@ class MixedLoader(_StoreBytes):
         self.batch_size = batch_size
         self.prefetch = prefetch
         self.workers = workers or torch.get_num_threads()
+        if producers is not None and (producers < 1 or (producers > 1 and (prefetch == 0 or self.device.type != "cpu"))):
+            raise ValueError(f"producers must be >= 1, and 1 unless prefetch > 0 on the CPU; got producers={producers} "
+                             f"with prefetch={prefetch}, device={str(self.device)!r}")
+        self.producers = (producers or self.workers) if prefetch > 0 and self.device.type == "cpu" else 1
+        self._kernel_threads = max(1, self.workers // self.producers)  # each producer's share of the workers
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
         self.sampler = MixedSampler(
             len(self.real) if self.real is not None else 0,
@@ -505,17 +524,18 @@ class MixedLoader(_StoreBytes):
         self._map_stores()
         self._pool: ThreadPoolExecutor | None = None
         self._active: weakref.ref | None = None
-        self._slots: list[list] = []  # reusable (buffer, copy-done event) pairs for the host side
-        self._slot = 0
+        self._slots: dict[int, list] = {}  # per producer thread: reusable host buffers (see _host_buffer)
+        self._local = threading.local()  # which producer the calling thread is, and its kernels' threads
+        self._lock = threading.Lock()
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        # Batches alive at once: the consumer's, the queued ones, the one in the making, and one
-        # the training loop may still hold while it takes the next.
+        # Batches alive at once: the consumer's, the queued ones, one in the making per producer, and
+        # one the training loop may still hold while it takes the next.
         self._outputs: BufferPool | None = None
         writes_into = self.device.type == "cpu" and _writes_into(augment)
         # False: a fresh buffer per batch, also for an augment that would recycle its own.
         self._fresh_outputs = writes_into and not recycle_outputs
         if writes_into and recycle_outputs:
-            self._outputs = BufferPool(prefetch + 3)
+            self._outputs = BufferPool(self.producers * (_queue_size(prefetch, self.producers) + 1) + 2)
         self._cache: torch.Tensor | None = None
         if cache_on_device == "auto":
             cache_on_device = self.device.type == "cuda" and self._cache_bytes() < torch.cuda.mem_get_info(self.device)[0] // 2
@@ -623,22 +643,33 @@ class MixedLoader(_StoreBytes):
             pool.shutdown(wait=False)
 
 
+def _queue_size(prefetch: int, producers: int) -> int:
+    """Each producer's queue length: `prefetch` batches ahead in all."""
+    return max(1, -(-prefetch // producers))
+
+
 class _Prefetcher:
-    """Runs the loader's batch production on one background thread, `prefetch` batches ahead.
-    Errors surface in the consumer; closing or dropping the iterator stops the thread (which
-    holds no reference to this object, so dropping it is noticed)."""
+    """Runs the loader's batch production on `loader.producers` background threads, producer k
+    making batches k, k + producers, ... into its own queue, `prefetch` batches ahead in all; the
+    consumer takes them round-robin, so in order. Errors surface in the consumer at the batch
+    that raised them; closing or dropping the iterator stops the threads (which hold no
+    reference to this object, so dropping it is noticed)."""
 
     _DONE = object()
 
     def __init__(self, loader: MixedLoader, epoch: int, plan: list) -> None:
         self.loader = loader
-        self.queue: queue.Queue = queue.Queue(maxsize=loader.prefetch)
+        n = loader.producers
+        self.queues = [queue.Queue(maxsize=_queue_size(loader.prefetch, n)) for _ in range(n)]
         self.stop = threading.Event()
-        self.thread = threading.Thread(
-            target=_produce_batches, args=(loader, epoch, plan, self.queue, self.stop, self._DONE),
-            name="bridgedfast-prefetch", daemon=True,
-        )
-        self.thread.start()
+        self.taken = 0
+        self.threads = [
+            threading.Thread(target=_produce_batches, args=(loader, epoch, plan, k, self.queues[k], self.stop, self._DONE),
+                             name="bridgedfast-prefetch", daemon=True)
+            for k in range(n)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def __iter__(self) -> "_Prefetcher":
         return self
@@ -646,7 +677,8 @@ class _Prefetcher:
     def __next__(self):
         if self.stop.is_set():
             raise StopIteration
-        item = self.queue.get()
+        item = self.queues[self.taken % len(self.queues)].get()
+        self.taken += 1
         if item is self._DONE:
             self.close()
             raise StopIteration
@@ -657,20 +689,24 @@ class _Prefetcher:
 
     def close(self) -> None:
         self.stop.set()
-        while self.thread.is_alive():
-            try:
-                self.queue.get_nowait()
-            except queue.Empty:
-                self.thread.join(timeout=0.05)
+        while any(thread.is_alive() for thread in self.threads):
+            for q in self.queues:
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+            for thread in self.threads:
+                thread.join(timeout=0.05 / len(self.threads))
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:
-            warnings.warn("bridgedfast MixedLoader: the prefetch thread did not stop cleanly", RuntimeWarning)
+            warnings.warn("bridgedfast MixedLoader: the prefetch threads did not stop cleanly", RuntimeWarning)
 
 
-def _produce_batches(loader: MixedLoader, epoch: int, plan: list, out: queue.Queue, stop: threading.Event, done: object) -> None:
+def _produce_batches(loader: MixedLoader, epoch: int, plan: list, producer: int, out: queue.Queue,
+                     stop: threading.Event, done: object) -> None:
     def put(item) -> bool:
         while not stop.is_set():
             try:
@@ -680,12 +716,15 @@ def _produce_batches(loader: MixedLoader, epoch: int, plan: list, out: queue.Que
                 continue
         return False
 
-    torch.set_num_threads(loader.workers)
+    threads = loader._kernel_threads
+    loader._local.producer, loader._local.threads = producer, threads
+    if set_thread_openmp_threads(threads) is None:  # no extension: torch's own ops run the batches
+        torch.set_num_threads(threads)
     if loader.device.type == "cuda":
         torch.cuda.set_device(loader.device)
     try:
-        for b, planned in enumerate(plan):
-            if stop.is_set() or not put(loader._produce(epoch, b, planned)):
+        for b in range(producer, len(plan), loader.producers):
+            if stop.is_set() or not put(loader._produce(epoch, b, plan[b])):
                 return
     except BaseException as exc:  # handed to the consumer, raised there
         put(exc)

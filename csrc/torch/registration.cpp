@@ -5,15 +5,39 @@
 
 #include "output_allocator.h"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 namespace {
 
 PyObject* release_cached_outputs_py(PyObject*, PyObject*) {
   return PyLong_FromLongLong(bridgedfast::release_cached_outputs());
 }
 
+// The calling thread's OpenMP team size (its own nthreads ICV: other threads keep theirs), for
+// the loader's batch producers; returns the previous value (1 without OpenMP).
+PyObject* set_thread_openmp_threads_py(PyObject*, PyObject* arg) {
+  const long long n = PyLong_AsLongLong(arg);
+  if (n == -1 && PyErr_Occurred()) return nullptr;
+  if (n < 1 || n > 4096) {
+    PyErr_Format(PyExc_ValueError, "set_thread_openmp_threads: threads must be in 1..4096, got %lld", n);
+    return nullptr;
+  }
+#if defined(_OPENMP)
+  const int previous = omp_get_max_threads();
+  omp_set_num_threads(static_cast<int>(n));
+  return PyLong_FromLong(previous);
+#else
+  return PyLong_FromLong(1);
+#endif
+}
+
 PyMethodDef methods[] = {
     {"release_cached_outputs", release_cached_outputs_py, METH_NOARGS,
      "Frees the cached CPU output blocks no tensor uses; returns the bytes freed."},
+    {"set_thread_openmp_threads", set_thread_openmp_threads_py, METH_O,
+     "Sets the calling thread's OpenMP team size (other threads keep theirs); returns the previous one."},
     {nullptr, nullptr, 0, nullptr},
 };
 
