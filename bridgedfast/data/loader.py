@@ -247,9 +247,12 @@ class _StoreBytes:
             idx = index[pos]
             jpeg = view.is_jpeg[idx]
             raw_pos, raw_idx = pos[~jpeg], idx[~jpeg]
-            items.append(np.stack([view.source[raw_idx], view.offset[raw_idx], view.nbytes[raw_idx], dst[raw_pos]], 1))
-            jpegs += [(view, int(i), int(p)) for i, p in zip(idx[jpeg], pos[jpeg])]
-        gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
+            if len(raw_idx):
+                items.append(np.stack([view.source[raw_idx], view.offset[raw_idx], view.nbytes[raw_idx], dst[raw_pos]], 1))
+            if jpeg.any():
+                jpegs.append((view, idx[jpeg], pos[jpeg]))
+        if items:
+            gather_images(self._sources, torch.from_numpy(np.concatenate(items)), out)
         if jpegs and not skip_jpeg:
             full_h, full_w = (heights, widths) if decoded is None else decoded
             if regions is None:
@@ -259,18 +262,19 @@ class _StoreBytes:
         return PackedImages(out, index_t), event
 
     def _decode_into(self, out: torch.Tensor, jpegs, dst, heights, widths, scales, regions) -> None:
-        """Decodes JPEGs (view, image, batch position) into out: position p's image decodes at
-        1/scales[p] to heights[p] x widths[p], and its region regions[p] goes to out[dst[p]:].
+        """Decodes JPEGs ((view, images, batch positions) per store) into out: position p's image
+        decodes at 1/scales[p] to heights[p] x widths[p], and its region regions[p] goes to out[dst[p]:].
         The decode op does the batch in one call; an image it cannot decode (damaged, or a
         colour space libjpeg does not convert) goes through torchvision/Pillow, which either
         decode it or name it."""
-        pos = np.array([p for _, _, p in jpegs], dtype=np.int64)
+        images = np.concatenate([i for _, i, _ in jpegs])
+        pos = np.concatenate([p for _, _, p in jpegs])
+        of_view = np.repeat(np.arange(len(jpegs)), [len(i) for _, i, _ in jpegs])
         scale = np.ones(len(pos), np.int64) if scales is None else np.asarray(scales, np.int64)[pos]
-        failed = list(range(len(jpegs)))
+        failed = list(range(len(pos)))
         if self._decode_op:
-            rows = np.empty((len(jpegs), len(_ops.DECODE_COLUMNS)), dtype=np.int64)
-            for k, (view, i, p) in enumerate(jpegs):
-                rows[k, :3] = view.source[i], view.offset[i], view.nbytes[i]
+            rows = np.empty((len(pos), len(_ops.DECODE_COLUMNS)), dtype=np.int64)
+            rows[:, :3] = np.concatenate([np.stack([v.source[i], v.offset[i], v.nbytes[i]], 1) for v, i, _ in jpegs])
             rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6] = dst[pos], heights[pos], widths[pos], scale
             rows[:, 7:] = regions[pos]
             status = _ops.decode_jpegs(self._sources, torch.from_numpy(rows), out,
@@ -278,7 +282,7 @@ class _StoreBytes:
             failed = np.flatnonzero(status.numpy()).tolist()
 
         def decode(k: int) -> None:
-            view, i, p = jpegs[k]
+            view, i, p = jpegs[of_view[k]][0], int(images[k]), int(pos[k])
             _decode_region(view, i, int(scale[k]), (int(heights[p]), int(widths[p])), regions[p], out, int(dst[p]))
 
         if not failed:
