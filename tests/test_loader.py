@@ -236,8 +236,8 @@ def test_jpeg_whose_index_claims_a_huge_size_is_refused_before_any_buffer_is_siz
     (tmp_path / "s" / fmt.INDEX_FILE).write_bytes(bytes(raw[: fmt.INDEX_HEADER_SIZE]) + records.tobytes())
     (tmp_path / "s" / fmt.COMMIT_FILE).write_bytes(fmt.encode_commit(fmt.Commit(4, zlib.crc32(records.tobytes()))))
     asked = []
-    real_buffer = loader_module._StoreBytes._host_buffer
-    monkeypatch.setattr(loader_module._StoreBytes, "_host_buffer", lambda self, n: asked.append(n) or real_buffer(self, n))
+    real_buffer = loader_module._HostBuffers.get
+    monkeypatch.setattr(loader_module._HostBuffers, "get", lambda self, k, n: asked.append(n) or real_buffer(self, k, n))
     from bridgedfast.augment import TrainAugment
 
     for kw in (dict(), dict(cache_on_device=True), dict(jpeg_decode="reduced")):

@@ -162,6 +162,29 @@ def _loader_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+class _HostBuffers:
+    """Reusable host buffers (pinned for CUDA) for each producer thread, round-robin over `slots`
+    of them; a slot is reused once its previous host->device copy is done (its event)."""
+
+    def __init__(self, slots: int, pin_memory: bool, cuda: bool) -> None:
+        self.slots, self.pin_memory, self.cuda = slots, pin_memory, cuda
+        self.rings: dict[int, list] = {}  # producer -> [next slot, [buffer, copy-done event] x slots]
+
+    def get(self, producer: int, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        if producer not in self.rings:
+            self.rings[producer] = [0] + [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.slots)]
+        ring = self.rings[producer]
+        slot = ring[1 + ring[0]]
+        ring[0] = (ring[0] + 1) % self.slots
+        if slot[1] is not None:
+            slot[1].synchronize()
+        if slot[0].numel() < nbytes:
+            slot[0] = torch.empty(int(nbytes * 1.25) + _ALIGN, dtype=torch.uint8, pin_memory=self.pin_memory)
+        if self.cuda and slot[1] is None:
+            slot[1] = torch.cuda.Event()
+        return slot[0][:nbytes], slot[1]
+
+
 class _StoreBytes:
     """Where a loader's images come from: the stores' columns, every shard mapped side by side
     when the platform allows it (zero copy on the CPU), reusable host buffers, and gathering or
@@ -211,23 +234,6 @@ class _StoreBytes:
                 offsets[mask] = view.offset[index[mask]]
         return PackedImages(self._combined, torch.from_numpy(np.stack([offsets, heights, widths], 1)))
 
-    def _host_buffer(self, nbytes: int) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-        """A reusable host buffer of at least nbytes (pinned for CUDA), round-robin over the
-        calling producer's prefetch + 2 slots; waits until the slot's previous host->device copy is done."""
-        producer = getattr(self._local, "producer", 0)
-        if producer not in self._slots:  # [next slot, slots...]; each slot a [buffer, copy-done event]
-            self._slots[producer] = [0] + [[torch.empty(0, dtype=torch.uint8), None] for _ in range(self.prefetch + 2)]
-        ring = self._slots[producer]
-        slot = ring[1 + ring[0]]
-        ring[0] = (ring[0] + 1) % (len(ring) - 1)
-        if slot[1] is not None:
-            slot[1].synchronize()
-        if slot[0].numel() < nbytes:
-            slot[0] = torch.empty(int(nbytes * 1.25) + _ALIGN, dtype=torch.uint8, pin_memory=self.pin_memory)
-        if self._stream is not None and slot[1] is None:
-            slot[1] = torch.cuda.Event()
-        return slot[0][:nbytes], slot[1]
-
     def _gather_host(self, is_syn, index, dst, total, heights, widths, scales=None, skip_jpeg=False,
                      regions=None, decoded=None):
         """The batch packed in a (pinned, for CUDA) host buffer: raw images by the gather op,
@@ -238,7 +244,7 @@ class _StoreBytes:
         skip_jpeg leaves the JPEGs' slots empty."""
         from ..ops import gather_images
 
-        out, event = self._host_buffer(total)
+        out, event = self._host.get(getattr(self._local, "producer", 0), total)
         items, jpegs = [], []
         for which, mask in ((0, ~is_syn), (1, is_syn)):
             if not mask.any():
@@ -528,7 +534,7 @@ class MixedLoader(_StoreBytes):
         self._map_stores()
         self._pool: ThreadPoolExecutor | None = None
         self._active: weakref.ref | None = None
-        self._slots: dict[int, list] = {}  # per producer thread: reusable host buffers (see _host_buffer)
+        self._host = _HostBuffers(prefetch + 2, self.pin_memory, self.device.type == "cuda")
         self._local = threading.local()  # which producer the calling thread is, and its kernels' threads
         self._lock = threading.Lock()
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
