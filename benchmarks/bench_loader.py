@@ -14,9 +14,10 @@ decoding.
   python benchmarks/bench_loader.py [--device cpu|cuda] [--images 512] [--batch 64] [--size 224] [--workers 2]
                                     [--sides 300 500] [--quick]
 
-On the CPU our loader writes its batches into recycled output buffers (it reuses one only when
-the batch it held is no longer referenced; the timed loop drops each batch, as a training loop
-does). --quick: a few tiny images and one round, a smoke run of a few seconds.
+On the CPU our loader runs one producer thread per worker (each makes whole batches single-threaded;
+a row compares it with one producer running all the workers as OpenMP threads) and writes its
+batches into recycled output buffers (it reuses one only when the batch it held is no longer
+referenced; the timed loop drops each batch, as a training loop does). --quick: a few tiny images and one round, a smoke run of a few seconds.
 """
 from __future__ import annotations
 
@@ -101,12 +102,13 @@ def bits_per_pixel(folder: Path) -> float:
     return bits / max(pixels, 1)
 
 
-def ours_fn(store, batch: int, size: int, workers: int, device: str, cache: bool = False, jpeg_decode: str = "auto"):
+def ours_fn(store, batch: int, size: int, workers: int, device: str, cache: bool = False, jpeg_decode: str = "auto",
+            producers: int | None = None):
     from bridgedfast.augment import TrainAugment
     from bridgedfast.data import MixedLoader
 
     loader = MixedLoader(store, None, batch_size=batch, augment=TrainAugment(size, mean=MEAN, std=STD), device=device,
-                         workers=workers, cache_on_device=cache, prefetch=2, jpeg_decode=jpeg_decode)
+                         workers=workers, cache_on_device=cache, prefetch=2, jpeg_decode=jpeg_decode, producers=producers)
     epoch = [0]
 
     def run():
@@ -314,6 +316,9 @@ def main() -> None:
     for key, encoding, cache, mode, _, name in variants:
         runs[key] = ours_fn(stores[encoding], args.batch, args.size, args.workers, args.device, cache, mode)
         names[key] = f"bridgedfast MixedLoader ({name})"
+    if not cuda and args.workers > 1:  # the loader's CPU default (a producer per worker) against one producer
+        runs["jpeg-1p"] = ours_fn(stores["jpeg"], args.batch, args.size, args.workers, args.device, producers=1)
+        names["jpeg-1p"] = f"the same, one producer thread running {args.workers} OpenMP threads per batch"
     runs["bound"] = augment_only_fn(stores["raw"], args.batch, args.size, args.device)
     names["bound"] = "TrainAugment alone on in-memory batches (upper bound; CPU: output reused)"
     if not cuda:
@@ -334,6 +339,9 @@ def main() -> None:
         rows += compare(title, result[key], [result["peer"]], args.device)
     rows += compare("loader efficiency: raw-store loader vs its augmentation alone", result["raw"], [result["bound"]],
                     args.device)
+    if "jpeg-1p" in result:
+        rows += compare(f"jpeg store (restart markers): {args.workers} producer threads vs one", result["jpeg"],
+                        [result["jpeg-1p"]], args.device)
     if not cuda:
         rows += compare(f"JPEG decoding alone ({bpp:.1f} bits/pixel) vs the whole peer loader", result["decode"],
                         [result["peer"]], args.device)
