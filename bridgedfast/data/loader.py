@@ -444,7 +444,8 @@ class MixedLoader(_StoreBytes):
       the CPU, so that each worker makes its own batches single-threaded, as DataLoader's
       workers do: no thread ever waits for another, and one batch's Python work overlaps the
       others' kernels; 1 on CUDA). The `workers` threads are shared out among them. Batches
-      come out in order and are identical for every value.
+      come out in order and are identical for every value; each producer holds a batch in the
+      making, so memory grows with their number (producers=1 holds the fewest).
     recycle_outputs: on the CPU, write batches into a pool of recycled buffers
       (when the augment supports `out=`); a buffer is reused only when no yielded batch that
       used it is referenced any more. False allocates every batch afresh.
