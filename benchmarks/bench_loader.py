@@ -17,7 +17,8 @@ decoding.
 On the CPU our loader runs one producer thread per worker (each makes whole batches single-threaded;
 a row compares it with one producer running all the workers as OpenMP threads) and writes its
 batches into recycled output buffers (it reuses one only when the batch it held is no longer
-referenced; the timed loop drops each batch, as a training loop does). --quick: a few tiny images and one round, a smoke run of a few seconds.
+referenced; the timed loop drops each batch, as a training loop does). --quick: a few tiny images
+and one round, a smoke run of a few seconds.
 """
 from __future__ import annotations
 
